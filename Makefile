@@ -1,0 +1,45 @@
+# `make train` and `make test` set up their virtual environment on first use.
+PYTHON ?= python3
+VENV ?= .venv
+VENV2 ?= .venv-keras2
+ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: train test test-keras2 test-fast lint format clean
+
+# The stamp is rebuilt when pyproject.toml changes, so a dependency edit reinstalls.
+$(VENV)/.installed: pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+# Keras 2: TensorFlow 2.15.1 is the last release that bundles it.
+$(VENV2)/.installed: pyproject.toml constraints-keras2.txt
+	test -x $(VENV2)/bin/python || $(PYTHON) -m venv $(VENV2)
+	$(VENV2)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV2)/bin/python -m pip install --quiet -c constraints-keras2.txt -e '.[dev]'
+	touch $@
+
+train: $(VENV)/.installed
+	$(VENV)/bin/python -m mnist_keras.train $(ARGS)
+
+test: $(VENV)/.installed
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+test-keras2: $(VENV2)/.installed
+	$(VENV2)/bin/python -m pytest $(PYTEST_ARGS)
+
+test-fast: $(VENV)/.installed
+	$(VENV)/bin/python -m pytest -m 'not slow' $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(VENV)/.installed
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) $(VENV2) .pytest_cache .ruff_cache

@@ -1,0 +1,112 @@
+"""Configuration dataclasses: every default in one place, each with what it does."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from mnist_keras.errors import ConfigError
+
+OPTIMIZERS = ("adam", "sgd", "rmsprop")
+APIS = ("sequential", "functional")
+INITIALIZERS = ("glorot", "normal")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a training run; written to the run's `config.json`."""
+
+    epochs: int = 12  # passes over the training split (or over steps_per_epoch batches)
+    batch_size: int = 128  # examples per gradient step
+    hidden_units: int = 256  # width of the single hidden ReLU layer
+    learning_rate: float = 1e-3  # optimizer step size
+    dropout: float = 0.2  # dropout rate after the hidden layer; 0 disables it
+    optimizer: str = "adam"  # one of OPTIMIZERS
+    api: str = "sequential"  # Keras API that builds the network: sequential or functional
+    initializer: str = "glorot"  # glorot (Keras default) or normal: N(0, 1) as in the TF1 tutorial
+    seed: int = 42  # fixes the validation split, shuffling and weight initialisation
+    validation_size: int = 5000  # examples carved from the training set to choose the best epoch
+    steps_per_epoch: Optional[int] = None  # None: one full pass; a number repeats the data
+    steps_per_execution: int = 32  # batches run per call into the graph: less Python overhead
+    train_samples: Optional[int] = None  # use only the first N training images (quick runs)
+    test_samples: Optional[int] = None  # evaluate on only the first N test images (quick runs)
+    data: Optional[str] = None  # folder of IDX files or a .npz; None: $MNIST_KERAS_DATA or Keras
+    preset: str = "default"  # the preset these values started from
+
+    def validate(self) -> TrainConfig:
+        """Return self, or raise ConfigError naming the flag and what is wrong with it."""
+        positive = ("epochs", "batch_size", "hidden_units", "steps_per_execution", "validation_size")
+        for name in positive:
+            _check(getattr(self, name) > 0, name, "must be a positive integer")
+        for name in ("steps_per_epoch", "train_samples", "test_samples"):
+            value = getattr(self, name)
+            _check(value is None or value > 0, name, "must be a positive integer")
+        _check(self.learning_rate > 0, "learning_rate", "must be a positive number")
+        _check(0 <= self.dropout < 1, "dropout", "must be in [0, 1)")
+        _check(self.optimizer in OPTIMIZERS, "optimizer", f"must be one of {', '.join(OPTIMIZERS)}")
+        _check(self.api in APIS, "api", f"must be one of {', '.join(APIS)}")
+        _check(
+            self.initializer in INITIALIZERS,
+            "initializer",
+            f"must be one of {', '.join(INITIALIZERS)}",
+        )
+        _check(self.preset in PRESETS, "preset", f"must be one of {', '.join(PRESETS)}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Build a config from a dict, rejecting unknown keys."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown configuration keys: {', '.join(unknown)}")
+        return cls(**values).validate()
+
+
+# The TF1 tutorial's network, for comparison: 784-64-10 with ReLU, every weight and bias drawn
+# from N(0, 1), plain SGD at 0.1, batch 100, 2,000 steps (4 epochs of 500 steps).
+PRESETS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "seed": {
+        "hidden_units": 64,
+        "initializer": "normal",
+        "optimizer": "sgd",
+        "learning_rate": 0.1,
+        "batch_size": 100,
+        "dropout": 0.0,
+        "epochs": 4,
+        "steps_per_epoch": 500,
+    },
+}
+
+
+def flag_name(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def _check(ok: bool, field: str, problem: str) -> None:
+    if not ok:
+        raise ConfigError(f"{flag_name(field)} {problem}")
+
+
+def resolve_config(preset: str = "default", **overrides: Any) -> TrainConfig:
+    """Start from a preset, apply the overrides that are not None, and validate."""
+    if preset not in PRESETS:
+        raise ConfigError(f"--preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+    values = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
+    return TrainConfig(preset=preset, **values).validate()
+
+
+def read_config(path: Path) -> TrainConfig:
+    """Read the `config` section of a run's config.json."""
+    try:
+        values = json.loads(path.read_text())["config"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{path}: not a readable run config ({exc})") from exc
+    return TrainConfig.from_dict(values)

@@ -1,0 +1,121 @@
+"""Everything the CLIs show: rich progress, tables, summaries and one-line errors."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from typing import Any, NoReturn, Optional
+
+import keras
+import numpy as np
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from mnist_keras.errors import ConfigError
+
+console = Console()
+stderr = Console(stderr=True)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose errors raise ConfigError, so each CLI reports them as one line, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(message)
+
+
+def print_error(message: str) -> None:
+    stderr.print(f"[bold red]error:[/] {message}", soft_wrap=True, highlight=False, markup=True)
+
+
+def print_config(config: dict[str, Any], title: str) -> None:
+    table = Table(title=title, show_header=False, title_justify="left")
+    for key, value in config.items():
+        table.add_row(key, str(value))
+    console.print(table)
+
+
+class FitProgress(keras.callbacks.Callback):
+    """A live progress bar over each epoch's steps above a table of finished epochs."""
+
+    COLUMNS = ("loss", "accuracy", "val_loss", "val_accuracy")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.table = _epoch_table(self.COLUMNS)
+        self.progress = Progress(
+            TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), TextColumn("{task.fields[metrics]}"), console=console,
+        )  # fmt: skip
+        self.live = Live(Group(self.table, self.progress), console=console, transient=False)
+        self.task: Optional[int] = None
+        self._epoch_start = 0.0
+
+    def on_train_begin(self, logs: Optional[dict] = None) -> None:
+        self.live.start()
+
+    def on_train_end(self, logs: Optional[dict] = None) -> None:
+        if self.task is not None:
+            self.progress.remove_task(self.task)
+            self.task = None
+        self.live.stop()
+        console.print()
+
+    def on_epoch_begin(self, epoch: int, logs: Optional[dict] = None) -> None:
+        if self.task is not None:
+            self.progress.remove_task(self.task)
+        epochs = f"{epoch + 1}/{self.params.get('epochs')}"
+        self.task = self.progress.add_task("", total=self.params.get("steps"), epoch=epochs,
+                                           metrics="")  # fmt: skip
+        self._epoch_start = time.perf_counter()
+
+    def on_train_batch_end(self, batch: int, logs: Optional[dict] = None) -> None:
+        text = "  ".join(f"{k} {float(v):.4f}" for k, v in (logs or {}).items() if k in self.COLUMNS)
+        self.progress.update(self.task, completed=batch + 1, metrics=text)
+
+    def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
+        logs = logs or {}
+        seconds = time.perf_counter() - self._epoch_start
+        cells = [f"{float(logs[k]):.4f}" if k in logs else "-" for k in self.COLUMNS]
+        self.table.add_row(str(epoch + 1), *cells, f"{seconds:.1f}")
+
+
+def _epoch_table(columns: tuple[str, ...]) -> Table:
+    table = Table(title="Training", title_justify="left")
+    table.add_column("epoch", justify="right")
+    for column in columns:
+        table.add_column(column, justify="right")
+    table.add_column("seconds", justify="right")
+    return table
+
+
+def print_summary(summary: dict[str, Any], confusion: np.ndarray) -> None:
+    """The end-of-run summary: headline figures, per-class accuracy and the confusion matrix."""
+    headline = Table(title="Result", show_header=False, title_justify="left")
+    for key, value in summary.items():
+        headline.add_row(key, _fmt(value))
+    console.print(headline)
+    console.print(_confusion_table(confusion))
+
+
+def _confusion_table(confusion: np.ndarray) -> Table:
+    table = Table(title="Confusion matrix on the test set (rows: true, columns: predicted)",
+                  title_justify="left")  # fmt: skip
+    table.add_column("true", justify="right")
+    for predicted in range(len(confusion)):
+        table.add_column(str(predicted), justify="right")
+    table.add_column("accuracy", justify="right")
+    for true, row in enumerate(confusion):
+        cells = [f"[bold]{n}[/]" if i == true else (str(n) if n else "[dim]0[/]")
+                 for i, n in enumerate(row)]  # fmt: skip
+        table.add_row(str(true), *cells, f"{row[true] / max(row.sum(), 1):.2%}")
+    return table
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.4f}"
+    return str(value)

@@ -1,0 +1,214 @@
+"""Read and validate MNIST-shaped data (IDX files, .npz, Keras cache) and build tf.data pipelines."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import socket
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Union
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mnist_keras.errors import ConfigError, DataError
+
+ENV_VAR = "MNIST_KERAS_DATA"
+IMAGE_SHAPE = (28, 28)
+NUM_CLASSES = 10
+NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+# Each IDX file: (stem, IDX kind, number of dimensions).
+IDX_FILES = {
+    "x_train": ("train-images", "idx3", 3),
+    "y_train": ("train-labels", "idx1", 1),
+    "x_test": ("t10k-images", "idx3", 3),
+    "y_test": ("t10k-labels", "idx1", 1),
+}
+DOWNLOAD_TIMEOUT_S = 10  # a download that cannot connect fails in seconds instead of hanging
+
+PathLike = Union[str, os.PathLike]
+
+
+@dataclass(frozen=True)
+class Mnist:
+    """Validated uint8 images (N, 28, 28) and uint8 labels (N,) for train and test."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    source: str  # where the arrays came from, for the run's config.json
+
+    def head(self, train: Optional[int] = None, test: Optional[int] = None) -> Mnist:
+        """The first `train` training and `test` test examples (all when None)."""
+        return Mnist(
+            self.x_train[:train], self.y_train[:train], self.x_test[:test], self.y_test[:test],
+            self.source,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Split:
+    """Training examples with a held-out validation part carved from them."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+
+
+def load_mnist(source: Optional[PathLike] = None) -> Mnist:
+    """Load from `source`, else $MNIST_KERAS_DATA, else the Keras cache or Keras's download."""
+    if source is None and os.environ.get(ENV_VAR):
+        source = os.environ[ENV_VAR]
+    if source is None:
+        return _load_from_keras()
+    path = Path(source)
+    if path.is_dir():
+        return read_idx_folder(path)
+    if path.is_file():
+        return read_npz(path)
+    raise DataError(f"{path}: no such file or folder (expected a folder of IDX files or a .npz)")
+
+
+def read_idx_folder(folder: Path) -> Mnist:
+    """Read the four IDX files (gzipped or raw, dashed or dotted names) from a folder."""
+    arrays = {key: read_idx(_find_idx(folder, stem, kind), ndim) for key, (stem, kind, ndim)
+              in IDX_FILES.items()}  # fmt: skip
+    for part in ("train", "test"):
+        _check_pair(arrays[f"x_{part}"], arrays[f"y_{part}"], f"{folder} ({part} files)")
+    return Mnist(**arrays, source=str(folder.resolve()))
+
+
+def _find_idx(folder: Path, stem: str, kind: str) -> Path:
+    names = [f"{stem}{sep}{kind}-ubyte{gz}" for sep in ("-", ".") for gz in (".gz", "")]
+    for name in names:
+        if (folder / name).is_file():
+            return folder / name
+    raise DataError(f"{folder}: missing {names[0]} (or {names[1]}, raw or gzipped)")
+
+
+def read_idx(path: Path, ndim: int) -> np.ndarray:
+    """Parse one IDX file of unsigned bytes with `ndim` dimensions, checking its header."""
+    raw = _read_bytes(path)
+    expected_magic = bytes((0, 0, 0x08, ndim))
+    if raw[:4] != expected_magic:
+        raise DataError(
+            f"{path}: wrong magic number 0x{raw[:4].hex()}, expected 0x{expected_magic.hex()}"
+        )
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{path}: truncated header ({len(raw)} bytes)")
+    dims = struct.unpack(f">{ndim}I", raw[4:header])
+    expected = header + int(np.prod(dims, dtype=np.int64))
+    if len(raw) != expected:
+        raise DataError(
+            f"{path}: {len(raw)} bytes, but its header declares shape {dims} "
+            f"({expected} bytes): truncated or padded"
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        raw = path.read_bytes()
+        return gzip.decompress(raw) if path.suffix == ".gz" else raw
+    except (OSError, EOFError, zlib.error) as exc:
+        reason = "not a valid gzip file" if isinstance(exc, (gzip.BadGzipFile, zlib.error)) else exc
+        raise DataError(f"{path}: {reason}") from exc
+
+
+def read_npz(path: Path) -> Mnist:
+    """Read a Keras-style .npz holding x_train, y_train, x_test and y_test."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = [key for key in NPZ_KEYS if key not in npz.files]
+            if missing:
+                raise DataError(f"{path}: missing key(s) {', '.join(missing)}")
+            arrays = {key: npz[key] for key in NPZ_KEYS}
+    except (OSError, ValueError, EOFError, zlib.error) as exc:
+        raise DataError(f"{path}: not a readable .npz file ({exc})") from exc
+    return _from_arrays(arrays, str(path))
+
+
+def _from_arrays(arrays: dict[str, np.ndarray], source: str) -> Mnist:
+    for key in ("x_train", "x_test"):
+        if arrays[key].dtype != np.uint8:
+            raise DataError(f"{source}: {key} has dtype {arrays[key].dtype}, expected uint8")
+    for key in ("y_train", "y_test"):
+        if arrays[key].dtype.kind not in "iu":
+            raise DataError(f"{source}: {key} has dtype {arrays[key].dtype}, expected integers")
+    for part in ("train", "test"):
+        _check_pair(arrays[f"x_{part}"], arrays[f"y_{part}"], f"{source} ({part})")
+    labels = {key: arrays[key].astype(np.uint8) for key in ("y_train", "y_test")}
+    return Mnist(arrays["x_train"], labels["y_train"], arrays["x_test"], labels["y_test"], source)
+
+
+def _check_pair(x: np.ndarray, y: np.ndarray, where: str) -> None:
+    if x.ndim != 3 or x.shape[1:] != IMAGE_SHAPE:
+        raise DataError(f"{where}: images have shape {x.shape}, expected (N, 28, 28)")
+    if y.ndim != 1:
+        raise DataError(f"{where}: labels have shape {y.shape}, expected (N,)")
+    if len(x) != len(y):
+        raise DataError(f"{where}: {len(x)} images but {len(y)} labels")
+    if len(x) == 0:
+        raise DataError(f"{where}: no examples")
+    if y.min() < 0 or y.max() >= NUM_CLASSES:
+        raise DataError(f"{where}: labels outside 0..9 (found {y.min()}..{y.max()})")
+
+
+def keras_cache_path() -> Path:
+    return Path(os.environ.get("KERAS_HOME", "~/.keras")).expanduser() / "datasets" / "mnist.npz"
+
+
+def _load_from_keras() -> Mnist:
+    """Keras's loader reads its cache, or downloads into it; bound the download in time."""
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    try:
+        (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
+    except Exception as exc:  # Keras wraps network failures in a bare Exception
+        raise DataError(
+            f"no MNIST data: no --data given, ${ENV_VAR} is unset, {keras_cache_path()} is "
+            f"missing and the download failed ({_one_line(exc)}); pass --data FOLDER holding "
+            "the four IDX files, or a .npz"
+        ) from exc
+    finally:
+        socket.setdefaulttimeout(previous)
+    arrays = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
+    return _from_arrays(arrays, str(keras_cache_path()))
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200]
+
+
+def split_validation(x: np.ndarray, y: np.ndarray, size: int, seed: int) -> Split:
+    """Carve a seeded random validation set of `size` examples from the training set."""
+    if size >= len(x):
+        raise ConfigError(
+            f"--validation-size {size} must be smaller than the training set ({len(x)} images)"
+        )
+    order = np.random.default_rng(seed).permutation(len(x))
+    val, train = order[:size], order[size:]
+    return Split(x[train], y[train], x[val], y[val])
+
+
+def make_dataset(
+    x: np.ndarray,
+    y: np.ndarray,
+    batch_size: int,
+    shuffle_seed: Optional[int] = None,
+    repeat: bool = False,
+) -> tf.data.Dataset:
+    """A tf.data pipeline of uint8 batches: cache, seeded shuffle, (repeat), batch, prefetch."""
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).cache()
+    if shuffle_seed is not None:
+        dataset = dataset.shuffle(len(x), seed=shuffle_seed, reshuffle_each_iteration=True)
+    if repeat:
+        dataset = dataset.repeat()
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,71 @@
+"""The network: uint8 pixels in, ten softmax probabilities out, built and compiled by Keras."""
+
+from __future__ import annotations
+
+import keras
+
+from mnist_keras.config import TrainConfig
+from mnist_keras.data import IMAGE_SHAPE, NUM_CLASSES
+
+OPTIMIZER_CLASSES = {
+    "adam": keras.optimizers.Adam,
+    "sgd": keras.optimizers.SGD,
+    "rmsprop": keras.optimizers.RMSprop,
+}
+
+
+def build_model(config: TrainConfig) -> keras.Model:
+    """Build the 784-H-10 network with the configured Keras API, compiled for training."""
+    build = _functional if config.api == "functional" else _sequential
+    model = build(_layers(config))
+    model.compile(
+        optimizer=OPTIMIZER_CLASSES[config.optimizer](learning_rate=config.learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        steps_per_execution=config.steps_per_execution,
+    )
+    return model
+
+
+def _inputs() -> keras.KerasTensor:
+    # Raw uint8 pixels: the exported model takes images as they are stored, and the
+    # scaling to [0, 1] travels inside the model instead of in every caller.
+    return keras.Input(shape=IMAGE_SHAPE, dtype="uint8", name="images")
+
+
+def _layers(config: TrainConfig) -> list[keras.layers.Layer]:
+    return [
+        keras.layers.Rescaling(1.0 / 255, name="rescale"),
+        keras.layers.Flatten(name="flatten"),
+        keras.layers.Dense(
+            config.hidden_units, activation="relu", name="hidden",
+            **_initializers(config.initializer),
+        ),  # fmt: skip
+        keras.layers.Dropout(config.dropout, name="dropout"),
+        keras.layers.Dense(
+            NUM_CLASSES, activation="softmax", name="probabilities",
+            **_initializers(config.initializer),
+        ),  # fmt: skip
+    ]
+
+
+def _initializers(name: str) -> dict[str, keras.initializers.Initializer]:
+    """Keras's defaults (glorot-uniform kernel, zero bias), or N(0, 1) for both as the tutorial."""
+    if name == "normal":
+        return {
+            "kernel_initializer": keras.initializers.RandomNormal(mean=0.0, stddev=1.0),
+            "bias_initializer": keras.initializers.RandomNormal(mean=0.0, stddev=1.0),
+        }
+    return {}
+
+
+def _sequential(layers: list[keras.layers.Layer]) -> keras.Model:
+    return keras.Sequential([_inputs(), *layers], name="mnist_mlp")
+
+
+def _functional(layers: list[keras.layers.Layer]) -> keras.Model:
+    inputs = _inputs()
+    outputs = inputs
+    for layer in layers:
+        outputs = layer(outputs)
+    return keras.Model(inputs, outputs, name="mnist_mlp")

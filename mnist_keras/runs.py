@@ -1,0 +1,134 @@
+"""Run folders: their layout, creating a fresh one, reopening one to resume, atomic writes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import secrets
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mnist_keras.errors import RunError
+
+DEFAULT_RUNS_DIR = Path("artifacts") / "runs"
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """The files of one run, all under `path`."""
+
+    path: Path
+
+    @property
+    def config_json(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def metrics_json(self) -> Path:
+        return self.path / "metrics.json"
+
+    @property
+    def history_csv(self) -> Path:
+        return self.path / "history.csv"
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.path / "tensorboard"
+
+    @property
+    def best_checkpoint(self) -> Path:
+        return self.path / "checkpoints" / "best.keras"
+
+    @property
+    def backup(self) -> Path:
+        return self.path / "backup"
+
+    @property
+    def export(self) -> Path:
+        return self.path / "export"
+
+    @property
+    def keras_model(self) -> Path:
+        return self.path / "model.keras"
+
+
+def create_run_dir(runs_dir: Path) -> RunDir:
+    """Make a new, uniquely named run folder; two runs started together never share one."""
+    try:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        # mkdir is atomic: if another process took the name first we get FileExistsError.
+        while True:
+            name = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+            try:
+                (runs_dir / name).mkdir()
+                return RunDir(runs_dir / name)
+            except FileExistsError:
+                continue
+    except OSError as exc:
+        raise RunError(f"{runs_dir}: cannot create a run folder ({exc.strerror})") from exc
+
+
+def open_run_dir(path: Path) -> RunDir:
+    """Reopen an unfinished run to resume it."""
+    run = RunDir(path)
+    if not run.config_json.is_file():
+        raise RunError(f"--resume {path}: not a run folder (no config.json)")
+    if read_json(run.metrics_json).get("status") == "completed":
+        raise RunError(f"--resume {path}: this run already completed")
+    return run
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from `path`, or {} when the file does not exist."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise RunError(f"{path}: unreadable JSON ({exc})") from exc
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically: a reader sees the old complete file or the new one, never a part."""
+    text = json.dumps(data, indent=2, default=_jsonable) + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "tolist"):  # numpy arrays and scalars
+        return value.tolist()
+    return str(value)
+
+
+def read_history(path: Path) -> list[dict[str, float]]:
+    """Per-epoch metrics logged by CSVLogger, one row per epoch (a resumed epoch's last row wins)."""
+    if not path.is_file():
+        return []
+    rows: dict[int, dict[str, float]] = {}
+    with path.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            epoch = int(row.pop("epoch"))
+            rows[epoch] = {key: _to_float(value) for key, value in row.items()}
+    return [{"epoch": epoch + 1, **rows[epoch]} for epoch in sorted(rows)]
+
+
+def _to_float(value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        return math.nan

@@ -1,0 +1,259 @@
+"""Train, evaluate and export: `python -m mnist_keras.train` and the `run()` behind it."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mnist_keras import __version__, console
+from mnist_keras.callbacks import EpochTimer, make_callbacks
+from mnist_keras.config import PRESETS, TrainConfig, read_config, resolve_config
+from mnist_keras.data import Mnist, Split, load_mnist, make_dataset, split_validation
+from mnist_keras.errors import ConfigError, MnistKerasError, RunError
+from mnist_keras.evaluate import Evaluation, evaluate, log_confusion_image
+from mnist_keras.export import export_saved_model, save_keras_model
+from mnist_keras.model import OPTIMIZER_CLASSES, build_model
+from mnist_keras.runs import (
+    DEFAULT_RUNS_DIR,
+    RunDir,
+    create_run_dir,
+    open_run_dir,
+    read_history,
+    write_json,
+)
+
+
+class TrainingDiverged(RunError):
+    """The loss became NaN; the run folder keeps the last good checkpoint."""
+
+
+class TrainingInterrupted(RunError):
+    """Ctrl-C during training; the run can be resumed from its last finished epoch."""
+
+    def __init__(self, run: RunDir) -> None:
+        super().__init__(f"interrupted; resume with: python -m mnist_keras.train --resume {run.path}")
+        self.run = run
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run: RunDir
+    config: TrainConfig
+    evaluation: Evaluation
+    history: list[dict[str, float]]
+    export_path: Path
+    train_seconds: float  # wall time of model.fit in this process
+    samples_per_second: float  # steady state: the first epoch (tracing, warm-up) excluded
+
+    def metrics(self) -> dict[str, Any]:
+        """What metrics.json holds."""
+        return {
+            "status": "completed",
+            "epochs_completed": len(self.history),
+            **self.evaluation.to_dict(),
+            "best_val_accuracy": _best_val_accuracy(self.history),
+            "train_seconds": round(self.train_seconds, 3),
+            "samples_per_second": round(self.samples_per_second, 1),
+            "export_path": str(self.export_path),
+            "keras_model": str(self.run.keras_model),
+            "history": self.history,
+        }
+
+
+def run(
+    config: TrainConfig,
+    runs_dir: Path = DEFAULT_RUNS_DIR,
+    resume: Optional[Path] = None,
+    datasets: Optional[Mnist] = None,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+) -> TrainResult:
+    """Train `config` in a new run folder under `runs_dir` (or `resume` one), evaluate, export.
+
+    Args:
+        datasets: arrays to use instead of loading `config.data` (tests inject data this way).
+        callbacks: extra Keras callbacks, such as the CLI's progress display.
+    """
+    config.validate()
+    data = (datasets or load_mnist(config.data)).head(config.train_samples, config.test_samples)
+    split = split_validation(data.x_train, data.y_train, config.validation_size, config.seed)
+    run_dir = open_run_dir(resume) if resume else _start_run(runs_dir, config, data.source)
+    try:
+        model, timer, seconds = _fit(config, split, run_dir, callbacks)
+    except KeyboardInterrupt as exc:
+        raise TrainingInterrupted(run_dir) from exc
+    history = read_history(run_dir.history_csv)
+    if not history or math.isnan(history[-1].get("loss", math.nan)):
+        write_json(run_dir.metrics_json, {"status": "diverged", "history": history})
+        raise TrainingDiverged(
+            f"loss became NaN at epoch {len(history) or 1}: lower --learning-rate; the last good "
+            f"checkpoint is {run_dir.best_checkpoint}"
+        )
+    return _finish(config, data, run_dir, history, seconds, _throughput(config, split, timer))
+
+
+def _start_run(runs_dir: Path, config: TrainConfig, source: str) -> RunDir:
+    run_dir = create_run_dir(runs_dir)
+    record = {"config": config.to_dict(), "data_source": source, "versions": versions()}
+    try:
+        write_json(run_dir.config_json, record)
+    except OSError as exc:
+        raise RunError(f"{run_dir.path}: cannot write config.json ({exc.strerror})") from exc
+    return run_dir
+
+
+def versions() -> dict[str, str]:
+    return {
+        "mnist_keras": __version__,
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _fit(
+    config: TrainConfig,
+    split: Split,
+    run_dir: RunDir,
+    extra: Sequence[keras.callbacks.Callback],
+) -> tuple[keras.Model, EpochTimer, float]:
+    keras.utils.set_random_seed(config.seed)
+    model = build_model(config)
+    repeat = config.steps_per_epoch is not None
+    train = make_dataset(split.x_train, split.y_train, config.batch_size, config.seed, repeat)
+    val = make_dataset(split.x_val, split.y_val, config.batch_size)
+    callbacks = make_callbacks(run_dir, _best_val_accuracy(read_history(run_dir.history_csv)))
+    start = time.perf_counter()
+    model.fit(train, validation_data=val, epochs=config.epochs,
+              steps_per_epoch=config.steps_per_epoch, callbacks=[*callbacks, *extra],
+              shuffle=False, verbose=0)  # fmt: skip (the dataset shuffles, seeded)
+    timer = next(c for c in callbacks if isinstance(c, EpochTimer))
+    return model, timer, time.perf_counter() - start
+
+
+def _best_val_accuracy(history: list[dict[str, float]]) -> Optional[float]:
+    scores = [row["val_accuracy"] for row in history if not math.isnan(row.get("val_accuracy", math.nan))]
+    return max(scores, default=None)
+
+
+def _throughput(config: TrainConfig, split: Split, timer: EpochTimer) -> float:
+    """Training samples per second over the epochs after the first (tracing and warm-up)."""
+    per_epoch = (config.steps_per_epoch * config.batch_size if config.steps_per_epoch
+                 else len(split.x_train))  # fmt: skip
+    steady = timer.seconds[1:] or timer.seconds
+    return per_epoch * len(steady) / max(sum(steady), 1e-9)
+
+
+def _finish(
+    config: TrainConfig,
+    data: Mnist,
+    run_dir: RunDir,
+    history: list[dict[str, float]],
+    seconds: float,
+    throughput: float,
+) -> TrainResult:
+    """Evaluate the best checkpoint on the test set (its only use), export it, write metrics."""
+    best = keras.saving.load_model(str(run_dir.best_checkpoint))
+    evaluation = evaluate(best, data.x_test, data.y_test, config.batch_size)
+    log_confusion_image(evaluation.confusion, run_dir.tensorboard / "test", step=len(history))
+    export_path = export_saved_model(best, run_dir.export)
+    save_keras_model(best, run_dir.keras_model)
+    result = TrainResult(run_dir, config, evaluation, history, export_path, seconds, throughput)
+    write_json(run_dir.metrics_json, result.metrics())
+    return result
+
+
+def build_parser() -> console.Parser:
+    d = TrainConfig  # the dataclass defaults, shown in --help
+    p = console.Parser(prog="python -m mnist_keras.train", description=__doc__)
+    p.add_argument("--data", help="folder of the four MNIST IDX files, or a .npz (default: "
+                   "$MNIST_KERAS_DATA, then the Keras cache, then Keras's download)")  # fmt: skip
+    p.add_argument("--epochs", type=int, help=f"passes over the training data ({d.epochs})")
+    p.add_argument("--batch-size", type=int, help=f"examples per step ({d.batch_size})")
+    p.add_argument("--hidden-units", type=int, help=f"hidden layer width ({d.hidden_units})")
+    p.add_argument("--learning-rate", type=float, help=f"step size ({d.learning_rate})")
+    p.add_argument("--dropout", type=float, help=f"dropout rate in [0, 1) ({d.dropout})")
+    p.add_argument("--optimizer", choices=sorted(OPTIMIZER_CLASSES), help=f"({d.optimizer})")
+    p.add_argument("--api", choices=("sequential", "functional"), help=f"Keras API ({d.api})")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="default",
+                   help="start from a preset; 'seed' is the TF1 tutorial's 784-64-10 network "
+                   "(N(0,1) weights, SGD 0.1, batch 100, 2,000 steps); flags override it")  # fmt: skip
+    p.add_argument("--seed", type=int, help=f"fixes split, shuffling and weights ({d.seed})")
+    p.add_argument("--validation-size", type=int,
+                   help=f"examples held out of training for validation ({d.validation_size})")  # fmt: skip
+    p.add_argument("--steps-per-epoch", type=int, help="batches per epoch (default: one pass)")
+    p.add_argument("--steps-per-execution", type=int,
+                   help=f"batches per graph call ({d.steps_per_execution})")  # fmt: skip
+    p.add_argument("--train-samples", type=int, help="use only the first N training images")
+    p.add_argument("--test-samples", type=int, help="evaluate on only the first N test images")
+    p.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS_DIR,
+                   help=f"where new run folders are made ({DEFAULT_RUNS_DIR})")  # fmt: skip
+    p.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                   help="continue an interrupted run from its last finished epoch, with its "
+                   "saved configuration (only --data may be given with it)")  # fmt: skip
+    return p
+
+
+def config_from_args(args: Any) -> TrainConfig:
+    """The config the flags ask for; with --resume, the run's own config (and --data, if given)."""
+    fields = [f for f in TrainConfig.__dataclass_fields__ if f not in ("preset", "data")]
+    given = {f: getattr(args, f) for f in fields if getattr(args, f, None) is not None}
+    if args.resume is None:
+        return resolve_config(args.preset, data=args.data, **given)
+    if given or args.preset != "default":
+        raise ConfigError("--resume takes the run's saved configuration; drop the other flags")
+    config = read_config(args.resume / "config.json")
+    return dataclasses.replace(config, data=args.data or config.data)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    progress = console.FitProgress()
+    try:
+        args = build_parser().parse_args(argv)
+        config = config_from_args(args)
+        console.print_config(config.to_dict(), "Configuration")
+        result = run(config, args.runs_dir, args.resume, callbacks=[progress])
+    except TrainingInterrupted as exc:
+        progress.live.stop()
+        console.print_error(str(exc))
+        return 130
+    except TrainingDiverged as exc:
+        progress.live.stop()
+        console.print_error(str(exc))
+        return 1
+    except MnistKerasError as exc:
+        progress.live.stop()
+        console.print_error(str(exc))
+        return 2
+    _print_result(result)
+    return 0
+
+
+def _print_result(result: TrainResult) -> None:
+    ev = result.evaluation
+    summary = {
+        "test accuracy": ev.accuracy,
+        "test loss": ev.loss,
+        "epochs": len(result.history),
+        "training time": f"{result.train_seconds:.1f} s",
+        "samples per second": f"{result.samples_per_second:,.0f}",
+        "run folder": result.run.path,
+        "SavedModel": result.export_path,
+        ".keras model": result.run.keras_model,
+        "TensorBoard": f"tensorboard --logdir {result.run.tensorboard}",
+    }
+    console.print_summary(summary, ev.confusion)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
