@@ -5,6 +5,13 @@ VENV2 ?= .venv-keras2
 ARGS ?=
 PYTEST_ARGS ?=
 
+# Real MNIST for tests and training, when the shared data folder sits beside this checkout
+# (as in CI); an MNIST_KERAS_DATA already set wins.
+SHARED_MNIST := $(wildcard ../shared/datasets/mnist)
+ifneq ($(SHARED_MNIST),)
+export MNIST_KERAS_DATA ?= $(abspath $(SHARED_MNIST))
+endif
+
 .PHONY: train test test-keras2 test-fast lint format clean
 
 # The stamp is rebuilt when pyproject.toml changes, so a dependency edit reinstalls.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Optional
 
 import keras
 import tensorflow as tf
@@ -14,7 +13,7 @@ from mnist_keras.runs import RunDir
 
 
 def make_callbacks(
-    run: RunDir, best_val_accuracy: Optional[float] = None
+    run: RunDir, best_val_accuracy: float | None = None
 ) -> list[keras.callbacks.Callback]:
     """Backup for --resume, NaN guard, TensorBoard, best checkpoint, per-epoch CSV, timing.
 
@@ -27,13 +26,17 @@ def make_callbacks(
     return [
         keras.callbacks.BackupAndRestore(str(run.backup)),
         keras.callbacks.TerminateOnNaN(),
-        keras.callbacks.TensorBoard(log_dir=str(run.tensorboard), histogram_freq=1,
-                                    write_graph=False),  # fmt: skip
+        keras.callbacks.TensorBoard(
+            log_dir=str(run.tensorboard), histogram_freq=1, write_graph=False
+        ),
         GraphWriter(run.tensorboard / "train"),
         keras.callbacks.ModelCheckpoint(
-            str(run.best_checkpoint), monitor="val_accuracy", mode="max", save_best_only=True,
+            str(run.best_checkpoint),
+            monitor="val_accuracy",
+            mode="max",
+            save_best_only=True,
             initial_value_threshold=best_val_accuracy,
-        ),  # fmt: skip
+        ),
         keras.callbacks.CSVLogger(str(run.history_csv), append=True),
         EpochTimer(),
     ]
@@ -50,7 +53,7 @@ class GraphWriter(keras.callbacks.Callback):
         super().__init__()
         self.log_dir = log_dir
 
-    def on_train_begin(self, logs: Optional[dict] = None) -> None:
+    def on_train_begin(self, logs: dict | None = None) -> None:
         spec = tf.TensorSpec((None, *IMAGE_SHAPE), tf.uint8, name="images")
         forward = tf.function(lambda images: self.model(images, training=False))
         graph = forward.get_concrete_function(spec).graph
@@ -66,11 +69,11 @@ class EpochTimer(keras.callbacks.Callback):
         self.seconds: list[float] = []
         self._start = self._last_step = 0.0
 
-    def on_epoch_begin(self, epoch: int, logs: Optional[dict] = None) -> None:
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._start = self._last_step = time.perf_counter()
 
-    def on_train_batch_end(self, batch: int, logs: Optional[dict] = None) -> None:
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         self._last_step = time.perf_counter()
 
-    def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.seconds.append(self._last_step - self._start)

@@ -6,7 +6,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from mnist_keras.errors import ConfigError
 
@@ -19,9 +19,9 @@ INITIALIZERS = ("glorot", "normal")
 class TrainConfig:
     """Everything that decides a training run; written to the run's `config.json`."""
 
-    epochs: int = 12  # passes over the training split (or over steps_per_epoch batches)
+    epochs: int = 15  # passes over the training split (or over steps_per_epoch batches)
     batch_size: int = 128  # examples per gradient step
-    hidden_units: int = 256  # width of the single hidden ReLU layer
+    hidden_units: int = 512  # width of the single hidden ReLU layer
     learning_rate: float = 1e-3  # optimizer step size
     dropout: float = 0.2  # dropout rate after the hidden layer; 0 disables it
     optimizer: str = "adam"  # one of OPTIMIZERS
@@ -29,16 +29,22 @@ class TrainConfig:
     initializer: str = "glorot"  # glorot (Keras default) or normal: N(0, 1) as in the TF1 tutorial
     seed: int = 42  # fixes the validation split, shuffling and weight initialisation
     validation_size: int = 5000  # examples carved from the training set to choose the best epoch
-    steps_per_epoch: Optional[int] = None  # None: one full pass; a number repeats the data
+    steps_per_epoch: int | None = None  # None: one full pass; a number repeats the data
     steps_per_execution: int = 32  # batches run per call into the graph: less Python overhead
-    train_samples: Optional[int] = None  # use only the first N training images (quick runs)
-    test_samples: Optional[int] = None  # evaluate on only the first N test images (quick runs)
-    data: Optional[str] = None  # folder of IDX files or a .npz; None: $MNIST_KERAS_DATA or Keras
+    train_samples: int | None = None  # use only the first N training images (quick runs)
+    test_samples: int | None = None  # evaluate on only the first N test images (quick runs)
+    data: str | None = None  # folder of IDX files or a .npz; None: $MNIST_KERAS_DATA or Keras
     preset: str = "default"  # the preset these values started from
 
     def validate(self) -> TrainConfig:
         """Return self, or raise ConfigError naming the flag and what is wrong with it."""
-        positive = ("epochs", "batch_size", "hidden_units", "steps_per_execution", "validation_size")
+        positive = (
+            "epochs",
+            "batch_size",
+            "hidden_units",
+            "steps_per_execution",
+            "validation_size",
+        )
         for name in positive:
             _check(getattr(self, name) > 0, name, "must be a positive integer")
         for name in ("steps_per_epoch", "train_samples", "test_samples"):

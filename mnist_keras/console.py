@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
-from typing import Any, NoReturn, Optional
+from typing import Any, NoReturn
 
 import keras
 import numpy as np
@@ -47,36 +47,43 @@ class FitProgress(keras.callbacks.Callback):
         super().__init__()
         self.table = _epoch_table(self.COLUMNS)
         self.progress = Progress(
-            TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn(), TextColumn("{task.fields[metrics]}"), console=console,
-        )  # fmt: skip
+            TextColumn("epoch {task.fields[epoch]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[metrics]}"),
+            console=console,
+        )
         self.live = Live(Group(self.table, self.progress), console=console, transient=False)
-        self.task: Optional[int] = None
+        self.task: int | None = None
         self._epoch_start = 0.0
 
-    def on_train_begin(self, logs: Optional[dict] = None) -> None:
+    def on_train_begin(self, logs: dict | None = None) -> None:
         self.live.start()
 
-    def on_train_end(self, logs: Optional[dict] = None) -> None:
+    def on_train_end(self, logs: dict | None = None) -> None:
         if self.task is not None:
             self.progress.remove_task(self.task)
             self.task = None
         self.live.stop()
         console.print()
 
-    def on_epoch_begin(self, epoch: int, logs: Optional[dict] = None) -> None:
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         if self.task is not None:
             self.progress.remove_task(self.task)
         epochs = f"{epoch + 1}/{self.params.get('epochs')}"
-        self.task = self.progress.add_task("", total=self.params.get("steps"), epoch=epochs,
-                                           metrics="")  # fmt: skip
+        self.task = self.progress.add_task(
+            "", total=self.params.get("steps"), epoch=epochs, metrics=""
+        )
         self._epoch_start = time.perf_counter()
 
-    def on_train_batch_end(self, batch: int, logs: Optional[dict] = None) -> None:
-        text = "  ".join(f"{k} {float(v):.4f}" for k, v in (logs or {}).items() if k in self.COLUMNS)
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        text = "  ".join(
+            f"{k} {float(v):.4f}" for k, v in (logs or {}).items() if k in self.COLUMNS
+        )
         self.progress.update(self.task, completed=batch + 1, metrics=text)
 
-    def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs or {}
         seconds = time.perf_counter() - self._epoch_start
         cells = [f"{float(logs[k]):.4f}" if k in logs else "-" for k in self.COLUMNS]
@@ -102,15 +109,19 @@ def print_summary(summary: dict[str, Any], confusion: np.ndarray) -> None:
 
 
 def _confusion_table(confusion: np.ndarray) -> Table:
-    table = Table(title="Confusion matrix on the test set (rows: true, columns: predicted)",
-                  title_justify="left")  # fmt: skip
+    table = Table(
+        title="Confusion matrix on the test set (rows: true, columns: predicted)",
+        title_justify="left",
+    )
     table.add_column("true", justify="right")
     for predicted in range(len(confusion)):
         table.add_column(str(predicted), justify="right")
-    table.add_column("accuracy", justify="right")
+    table.add_column("acc", justify="right")
     for true, row in enumerate(confusion):
-        cells = [f"[bold]{n}[/]" if i == true else (str(n) if n else "[dim]0[/]")
-                 for i, n in enumerate(row)]  # fmt: skip
+        cells = [
+            f"[bold]{n}[/]" if i == true else (str(n) if n else "[dim]0[/]")
+            for i, n in enumerate(row)
+        ]
         table.add_row(str(true), *cells, f"{row[true] / max(row.sum(), 1):.2%}")
     return table
 

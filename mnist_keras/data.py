@@ -1,4 +1,4 @@
-"""Read and validate MNIST-shaped data (IDX files, .npz, Keras cache) and build tf.data pipelines."""
+"""Read and validate MNIST-shaped data (IDX, .npz, Keras cache); build tf.data pipelines."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Union
 
 import keras
 import numpy as np
@@ -30,7 +29,7 @@ IDX_FILES = {
 }
 DOWNLOAD_TIMEOUT_S = 10  # a download that cannot connect fails in seconds instead of hanging
 
-PathLike = Union[str, os.PathLike]
+PathLike = str | os.PathLike
 
 
 @dataclass(frozen=True)
@@ -43,12 +42,15 @@ class Mnist:
     y_test: np.ndarray
     source: str  # where the arrays came from, for the run's config.json
 
-    def head(self, train: Optional[int] = None, test: Optional[int] = None) -> Mnist:
+    def head(self, train: int | None = None, test: int | None = None) -> Mnist:
         """The first `train` training and `test` test examples (all when None)."""
         return Mnist(
-            self.x_train[:train], self.y_train[:train], self.x_test[:test], self.y_test[:test],
+            self.x_train[:train],
+            self.y_train[:train],
+            self.x_test[:test],
+            self.y_test[:test],
             self.source,
-        )  # fmt: skip
+        )
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,7 @@ class Split:
     y_val: np.ndarray
 
 
-def load_mnist(source: Optional[PathLike] = None) -> Mnist:
+def load_mnist(source: PathLike | None = None) -> Mnist:
     """Load from `source`, else $MNIST_KERAS_DATA, else the Keras cache or Keras's download."""
     if source is None and os.environ.get(ENV_VAR):
         source = os.environ[ENV_VAR]
@@ -77,10 +79,11 @@ def load_mnist(source: Optional[PathLike] = None) -> Mnist:
 
 def read_idx_folder(folder: Path) -> Mnist:
     """Read the four IDX files (gzipped or raw, dashed or dotted names) from a folder."""
-    arrays = {key: read_idx(_find_idx(folder, stem, kind), ndim) for key, (stem, kind, ndim)
-              in IDX_FILES.items()}  # fmt: skip
+    paths = {key: _find_idx(folder, stem, kind) for key, (stem, kind, _) in IDX_FILES.items()}
+    arrays = {key: read_idx(path, IDX_FILES[key][2]) for key, path in paths.items()}
     for part in ("train", "test"):
-        _check_pair(arrays[f"x_{part}"], arrays[f"y_{part}"], f"{folder} ({part} files)")
+        x, y = f"x_{part}", f"y_{part}"
+        _check_pair(arrays[x], arrays[y], str(paths[x]), str(paths[y]))
     return Mnist(**arrays, source=str(folder.resolve()))
 
 
@@ -143,22 +146,24 @@ def _from_arrays(arrays: dict[str, np.ndarray], source: str) -> Mnist:
         if arrays[key].dtype.kind not in "iu":
             raise DataError(f"{source}: {key} has dtype {arrays[key].dtype}, expected integers")
     for part in ("train", "test"):
-        _check_pair(arrays[f"x_{part}"], arrays[f"y_{part}"], f"{source} ({part})")
+        x, y = f"x_{part}", f"y_{part}"
+        _check_pair(arrays[x], arrays[y], f"{source} [{x}]", f"{source} [{y}]")
     labels = {key: arrays[key].astype(np.uint8) for key in ("y_train", "y_test")}
     return Mnist(arrays["x_train"], labels["y_train"], arrays["x_test"], labels["y_test"], source)
 
 
-def _check_pair(x: np.ndarray, y: np.ndarray, where: str) -> None:
+def _check_pair(x: np.ndarray, y: np.ndarray, x_where: str, y_where: str) -> None:
+    """Images (N, 28, 28), labels (N,) in 0..9, as many of each, at least one."""
     if x.ndim != 3 or x.shape[1:] != IMAGE_SHAPE:
-        raise DataError(f"{where}: images have shape {x.shape}, expected (N, 28, 28)")
+        raise DataError(f"{x_where}: images have shape {x.shape}, expected (N, 28, 28)")
     if y.ndim != 1:
-        raise DataError(f"{where}: labels have shape {y.shape}, expected (N,)")
+        raise DataError(f"{y_where}: labels have shape {y.shape}, expected (N,)")
     if len(x) != len(y):
-        raise DataError(f"{where}: {len(x)} images but {len(y)} labels")
+        raise DataError(f"{x_where} has {len(x)} images but {y_where} has {len(y)} labels")
     if len(x) == 0:
-        raise DataError(f"{where}: no examples")
+        raise DataError(f"{x_where}: no examples")
     if y.min() < 0 or y.max() >= NUM_CLASSES:
-        raise DataError(f"{where}: labels outside 0..9 (found {y.min()}..{y.max()})")
+        raise DataError(f"{y_where}: labels outside 0..9 (found {y.min()}..{y.max()})")
 
 
 def keras_cache_path() -> Path:
@@ -202,7 +207,7 @@ def make_dataset(
     x: np.ndarray,
     y: np.ndarray,
     batch_size: int,
-    shuffle_seed: Optional[int] = None,
+    shuffle_seed: int | None = None,
     repeat: bool = False,
 ) -> tf.data.Dataset:
     """A tf.data pipeline of uint8 batches: cache, seeded shuffle, (repeat), batch, prefetch."""

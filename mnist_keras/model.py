@@ -38,14 +38,18 @@ def _layers(config: TrainConfig) -> list[keras.layers.Layer]:
         keras.layers.Rescaling(1.0 / 255, name="rescale"),
         keras.layers.Flatten(name="flatten"),
         keras.layers.Dense(
-            config.hidden_units, activation="relu", name="hidden",
+            config.hidden_units,
+            activation="relu",
+            name="hidden",
             **_initializers(config.initializer),
-        ),  # fmt: skip
+        ),
         keras.layers.Dropout(config.dropout, name="dropout"),
         keras.layers.Dense(
-            NUM_CLASSES, activation="softmax", name="probabilities",
+            NUM_CLASSES,
+            activation="softmax",
+            name="probabilities",
             **_initializers(config.initializer),
-        ),  # fmt: skip
+        ),
     ]
 
 

@@ -116,7 +116,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def read_history(path: Path) -> list[dict[str, float]]:
-    """Per-epoch metrics logged by CSVLogger, one row per epoch (a resumed epoch's last row wins)."""
+    """Per-epoch metrics from CSVLogger, one row per epoch (a resumed epoch's last row wins)."""
     if not path.is_file():
         return []
     rows: dict[int, dict[str, float]] = {}

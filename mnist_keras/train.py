@@ -7,9 +7,10 @@ import math
 import platform
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import keras
 import numpy as np
@@ -41,7 +42,9 @@ class TrainingInterrupted(RunError):
     """Ctrl-C during training; the run can be resumed from its last finished epoch."""
 
     def __init__(self, run: RunDir) -> None:
-        super().__init__(f"interrupted; resume with: python -m mnist_keras.train --resume {run.path}")
+        super().__init__(
+            f"interrupted; resume with: python -m mnist_keras.train --resume {run.path}"
+        )
         self.run = run
 
 
@@ -73,8 +76,8 @@ class TrainResult:
 def run(
     config: TrainConfig,
     runs_dir: Path = DEFAULT_RUNS_DIR,
-    resume: Optional[Path] = None,
-    datasets: Optional[Mnist] = None,
+    resume: Path | None = None,
+    datasets: Mnist | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> TrainResult:
     """Train `config` in a new run folder under `runs_dir` (or `resume` one), evaluate, export.
@@ -134,22 +137,31 @@ def _fit(
     val = make_dataset(split.x_val, split.y_val, config.batch_size)
     callbacks = make_callbacks(run_dir, _best_val_accuracy(read_history(run_dir.history_csv)))
     start = time.perf_counter()
-    model.fit(train, validation_data=val, epochs=config.epochs,
-              steps_per_epoch=config.steps_per_epoch, callbacks=[*callbacks, *extra],
-              shuffle=False, verbose=0)  # fmt: skip (the dataset shuffles, seeded)
+    model.fit(
+        train,
+        validation_data=val,
+        epochs=config.epochs,
+        steps_per_epoch=config.steps_per_epoch,
+        callbacks=[*callbacks, *extra],
+        shuffle=False,
+        verbose=0,
+    )  # the dataset shuffles, seeded
     timer = next(c for c in callbacks if isinstance(c, EpochTimer))
     return model, timer, time.perf_counter() - start
 
 
-def _best_val_accuracy(history: list[dict[str, float]]) -> Optional[float]:
-    scores = [row["val_accuracy"] for row in history if not math.isnan(row.get("val_accuracy", math.nan))]
+def _best_val_accuracy(history: list[dict[str, float]]) -> float | None:
+    scores = [
+        row["val_accuracy"] for row in history if not math.isnan(row.get("val_accuracy", math.nan))
+    ]
     return max(scores, default=None)
 
 
 def _throughput(config: TrainConfig, split: Split, timer: EpochTimer) -> float:
     """Training samples per second over the epochs after the first (tracing and warm-up)."""
-    per_epoch = (config.steps_per_epoch * config.batch_size if config.steps_per_epoch
-                 else len(split.x_train))  # fmt: skip
+    per_epoch = (
+        config.steps_per_epoch * config.batch_size if config.steps_per_epoch else len(split.x_train)
+    )
     steady = timer.seconds[1:] or timer.seconds
     return per_epoch * len(steady) / max(sum(steady), 1e-9)
 
@@ -176,8 +188,11 @@ def _finish(
 def build_parser() -> console.Parser:
     d = TrainConfig  # the dataclass defaults, shown in --help
     p = console.Parser(prog="python -m mnist_keras.train", description=__doc__)
-    p.add_argument("--data", help="folder of the four MNIST IDX files, or a .npz (default: "
-                   "$MNIST_KERAS_DATA, then the Keras cache, then Keras's download)")  # fmt: skip
+    p.add_argument(
+        "--data",
+        help="folder of the four MNIST IDX files, or a .npz (default: "
+        "$MNIST_KERAS_DATA, then the Keras cache, then Keras's download)",
+    )
     p.add_argument("--epochs", type=int, help=f"passes over the training data ({d.epochs})")
     p.add_argument("--batch-size", type=int, help=f"examples per step ({d.batch_size})")
     p.add_argument("--hidden-units", type=int, help=f"hidden layer width ({d.hidden_units})")
@@ -185,22 +200,38 @@ def build_parser() -> console.Parser:
     p.add_argument("--dropout", type=float, help=f"dropout rate in [0, 1) ({d.dropout})")
     p.add_argument("--optimizer", choices=sorted(OPTIMIZER_CLASSES), help=f"({d.optimizer})")
     p.add_argument("--api", choices=("sequential", "functional"), help=f"Keras API ({d.api})")
-    p.add_argument("--preset", choices=sorted(PRESETS), default="default",
-                   help="start from a preset; 'seed' is the TF1 tutorial's 784-64-10 network "
-                   "(N(0,1) weights, SGD 0.1, batch 100, 2,000 steps); flags override it")  # fmt: skip
+    p.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default="default",
+        help="start from a preset; 'seed' is the TF1 tutorial's 784-64-10 network "
+        "(N(0,1) weights, SGD 0.1, batch 100, 2,000 steps); flags override it",
+    )
     p.add_argument("--seed", type=int, help=f"fixes split, shuffling and weights ({d.seed})")
-    p.add_argument("--validation-size", type=int,
-                   help=f"examples held out of training for validation ({d.validation_size})")  # fmt: skip
+    p.add_argument(
+        "--validation-size",
+        type=int,
+        help=f"examples held out of training for validation ({d.validation_size})",
+    )
     p.add_argument("--steps-per-epoch", type=int, help="batches per epoch (default: one pass)")
-    p.add_argument("--steps-per-execution", type=int,
-                   help=f"batches per graph call ({d.steps_per_execution})")  # fmt: skip
+    p.add_argument(
+        "--steps-per-execution", type=int, help=f"batches per graph call ({d.steps_per_execution})"
+    )
     p.add_argument("--train-samples", type=int, help="use only the first N training images")
     p.add_argument("--test-samples", type=int, help="evaluate on only the first N test images")
-    p.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS_DIR,
-                   help=f"where new run folders are made ({DEFAULT_RUNS_DIR})")  # fmt: skip
-    p.add_argument("--resume", type=Path, metavar="RUN_DIR",
-                   help="continue an interrupted run from its last finished epoch, with its "
-                   "saved configuration (only --data may be given with it)")  # fmt: skip
+    p.add_argument(
+        "--runs-dir",
+        type=Path,
+        default=DEFAULT_RUNS_DIR,
+        help=f"where new run folders are made ({DEFAULT_RUNS_DIR})",
+    )
+    p.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN_DIR",
+        help="continue an interrupted run from its last finished epoch, with its "
+        "saved configuration (only --data may be given with it)",
+    )
     return p
 
 
@@ -212,11 +243,11 @@ def config_from_args(args: Any) -> TrainConfig:
         return resolve_config(args.preset, data=args.data, **given)
     if given or args.preset != "default":
         raise ConfigError("--resume takes the run's saved configuration; drop the other flags")
-    config = read_config(args.resume / "config.json")
+    config = read_config(open_run_dir(args.resume).config_json)
     return dataclasses.replace(config, data=args.data or config.data)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     progress = console.FitProgress()
     try:
         args = build_parser().parse_args(argv)

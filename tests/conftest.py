@@ -1,0 +1,74 @@
+"""Shared fixtures: seeding, synthetic MNIST-shaped data, IDX writers, the real data when given."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from mnist_keras.data import ENV_VAR, Mnist
+
+
+@pytest.fixture(autouse=True)
+def _seed_everything() -> None:
+    keras.utils.set_random_seed(1234)
+
+
+def synthetic_mnist(n_train: int = 800, n_test: int = 200, seed: int = 0) -> Mnist:
+    """Learnable MNIST-shaped data: each class is a bright block at its own place, over noise."""
+    rng = np.random.default_rng(seed)
+
+    def make(n: int) -> tuple[np.ndarray, np.ndarray]:
+        y = rng.integers(0, 10, n).astype(np.uint8)
+        x = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
+        for i, label in enumerate(y):
+            row, col = divmod(int(label), 5)
+            x[i, 4 + row * 12 : 12 + row * 12, 1 + col * 5 : 6 + col * 5] = 255
+        return x, y
+
+    (x_train, y_train), (x_test, y_test) = make(n_train), make(n_test)
+    return Mnist(x_train, y_train, x_test, y_test, source="synthetic")
+
+
+@pytest.fixture
+def tiny() -> Mnist:
+    return synthetic_mnist()
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """Encode a uint8 array as IDX: magic 0x0000 08 <ndim>, big-endian dims, the bytes."""
+    header = bytes((0, 0, 0x08, array.ndim)) + struct.pack(f">{array.ndim}I", *array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def write_idx_folder(folder: Path, data: Mnist, gz: bool = True, sep: str = "-") -> Path:
+    """Write `data` as the four canonical IDX files (gzipped or raw, dashed or dotted names)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {
+        "train-images": ("idx3", data.x_train),
+        "train-labels": ("idx1", data.y_train),
+        "t10k-images": ("idx3", data.x_test),
+        "t10k-labels": ("idx1", data.y_test),
+    }
+    for stem, (kind, array) in files.items():
+        raw = idx_bytes(array)
+        name = f"{stem}{sep}{kind}-ubyte"
+        if gz:
+            (folder / f"{name}.gz").write_bytes(gzip.compress(raw))
+        else:
+            (folder / name).write_bytes(raw)
+    return folder
+
+
+@pytest.fixture
+def real_mnist_dir() -> Path:
+    """The real MNIST folder named by $MNIST_KERAS_DATA (CI and `make test` set it)."""
+    value = os.environ.get(ENV_VAR)
+    if not value or not Path(value).is_dir():
+        pytest.skip(f"real MNIST not available: set {ENV_VAR} to the folder of the IDX files")
+    return Path(value).resolve()

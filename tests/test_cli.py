@@ -1,0 +1,121 @@
+"""`python -m mnist_keras.train` end to end, in subprocesses: the smoke run and every bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import write_idx_folder
+
+from mnist_keras.runs import RunDir
+
+pytestmark = pytest.mark.slow
+
+
+def _train(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COLUMNS": "120", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "mnist_keras.train", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+
+
+def test_smoke_one_epoch_on_a_slice_of_real_mnist(real_mnist_dir, tmp_path):
+    result = _train(
+        "--data",
+        str(real_mnist_dir),
+        "--epochs",
+        "1",
+        "--train-samples",
+        "3000",
+        "--validation-size",
+        "500",
+        "--test-samples",
+        "1000",
+        "--runs-dir",
+        "runs",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "test accuracy" in result.stdout and "Confusion matrix" in result.stdout
+    (run_path,) = (tmp_path / "runs").iterdir()
+    run_dir = RunDir(run_path)
+    metrics = json.loads(run_dir.metrics_json.read_text())
+    assert metrics["test_accuracy"] > 0.5  # chance is 0.1
+    assert json.loads(run_dir.config_json.read_text())["config"]["train_samples"] == 3000
+    assert run_dir.best_checkpoint.is_file() and run_dir.keras_model.is_file()
+    events = list((run_dir.tensorboard / "train").glob("events.out.tfevents.*"))
+    assert events and all(e.stat().st_size > 0 for e in events)
+    serve = tf.saved_model.load(str(run_dir.export / "1")).signatures["serving_default"]
+    images = np.zeros((2, 28, 28), np.uint8)
+    assert serve(images=tf.constant(images))["probabilities"].shape == (2, 10)
+
+
+def test_no_data_anywhere_fails_fast_and_clearly(tmp_path):
+    env = {"MNIST_KERAS_DATA": "", "KERAS_HOME": str(tmp_path / "keras-home")}
+    # Stop the download at once, whatever the machine's network: no proxy will answer.
+    env.update(HTTPS_PROXY="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9")
+    result = _train("--epochs", "1", "--runs-dir", "runs", cwd=tmp_path, env=env)
+    _assert_clean_failure(result, tmp_path, "--data")
+    assert "MNIST_KERAS_DATA" in result.stderr
+
+
+def _bad_data(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    return {
+        "missing path": (["--data", str(tmp_path / "nope")], "no such file or folder"),
+        "empty folder": (["--data", str(empty)], "missing train-images-idx3-ubyte"),
+    }
+
+
+BAD_FLAGS = {
+    "zero epochs": (["--epochs", "0"], "--epochs must be a positive integer"),
+    "negative batch": (["--batch-size", "-4"], "--batch-size must be a positive integer"),
+    "zero hidden": (["--hidden-units", "0"], "--hidden-units must be a positive integer"),
+    "learning rate": (["--learning-rate", "0"], "--learning-rate must be a positive number"),
+    "dropout": (["--dropout", "1"], "--dropout must be in [0, 1)"),
+    "optimizer": (["--optimizer", "adagrad"], "--optimizer: invalid choice"),
+    "preset": (["--preset", "huge"], "--preset: invalid choice"),
+    "not a number": (["--epochs", "many"], "--epochs: invalid int value"),
+    "validation too big": (
+        ["--train-samples", "100", "--validation-size", "100"],
+        "--validation-size 100 must be smaller than the training set",
+    ),
+    "resume nothing": (["--resume", "."], "not a run folder"),
+    "resume with flags": (["--resume", ".", "--epochs", "3"], "drop the other flags"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FLAGS))
+def test_bad_flags(case, tmp_path, tiny):
+    args, message = BAD_FLAGS[case]
+    data = write_idx_folder(tmp_path / "data", tiny)
+    result = _train("--data", str(data), "--runs-dir", "runs", *args, cwd=tmp_path)
+    _assert_clean_failure(result, tmp_path, message)
+
+
+@pytest.mark.parametrize("case", ["missing path", "empty folder"])
+def test_bad_data(case, tmp_path):
+    args, message = _bad_data(tmp_path)[case]
+    result = _train("--runs-dir", "runs", *args, cwd=tmp_path)
+    _assert_clean_failure(result, tmp_path, message)
+
+
+def _assert_clean_failure(result: subprocess.CompletedProcess, cwd: Path, message: str) -> None:
+    """Exit 2, one line on stderr that says what is wrong, no traceback, nothing written."""
+    assert result.returncode == 2, result.stderr[-3000:]
+    ours = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(ours) == 1 and message in ours[0], result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert not (cwd / "runs").exists()

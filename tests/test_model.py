@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from mnist_keras.config import TrainConfig, resolve_config
+from mnist_keras.model import build_model
+
+
+@pytest.mark.parametrize("hidden", [16, 64])
+def test_sequential_and_functional_are_the_same_network(hidden):
+    seq = build_model(TrainConfig(hidden_units=hidden, api="sequential"))
+    fun = build_model(TrainConfig(hidden_units=hidden, api="functional"))
+    expected = 784 * hidden + hidden + hidden * 10 + 10
+    assert seq.count_params() == fun.count_params() == expected
+    assert [type(layer).__name__ for layer in seq.layers] == [
+        type(layer).__name__ for layer in fun.layers if type(layer).__name__ != "InputLayer"
+    ]
+
+
+@pytest.mark.parametrize("api", ["sequential", "functional"])
+def test_outputs_are_probability_rows(api, tiny):
+    probs = np.asarray(build_model(TrainConfig(api=api))(tiny.x_test[:32]))
+    assert probs.shape == (32, 10)
+    assert np.all(probs >= 0)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_keras_loss_is_the_cross_entropy(tiny):
+    model = build_model(TrainConfig(hidden_units=32))
+    x, y = tiny.x_test[:50], tiny.y_test[:50]
+    loss = model.evaluate(x, y, batch_size=50, verbose=0, return_dict=True)["loss"]
+    probs = np.asarray(model.predict(x, verbose=0), dtype=np.float64)
+    one_hot = np.eye(10)[y]
+    expected = np.mean(-np.sum(one_hot * np.log(probs), axis=1))
+    assert loss == pytest.approx(expected, rel=1e-5)
+
+
+def test_model_scales_uint8_pixels_itself():
+    model = build_model(TrainConfig(hidden_units=8))
+    rescale = model.get_layer("rescale")
+    white = np.full((1, 28, 28), 255, np.uint8)
+    assert model.inputs[0].dtype == "uint8"
+    np.testing.assert_allclose(np.asarray(rescale(white)), 1.0, rtol=1e-6)
+
+
+def test_seed_preset_draws_weights_and_biases_from_standard_normal():
+    model = build_model(resolve_config("seed"))
+    kernel, bias = (np.asarray(w) for w in model.get_layer("hidden").weights)
+    assert kernel.shape == (784, 64)
+    assert abs(kernel.std() - 1.0) < 0.05 and abs(kernel.mean()) < 0.05
+    assert bias.std() > 0.5  # biases are drawn too, not zeros
+    assert isinstance(model.optimizer, keras.optimizers.SGD)
+    assert float(np.asarray(model.optimizer.learning_rate)) == pytest.approx(0.1)
+
+
+def test_default_initialisation_is_glorot_with_zero_bias():
+    model = build_model(TrainConfig(hidden_units=64))
+    kernel, bias = (np.asarray(w) for w in model.get_layer("hidden").weights)
+    limit = np.sqrt(6 / (784 + 64))
+    assert np.abs(kernel).max() <= limit and not bias.any()
+
+
+def test_same_seed_same_initial_weights():
+    weights = []
+    for _ in range(2):
+        keras.utils.set_random_seed(5)
+        weights.append(build_model(TrainConfig(hidden_units=16)).get_weights())
+    for a, b in zip(*weights, strict=False):
+        np.testing.assert_array_equal(a, b)

@@ -1,0 +1,139 @@
+"""run() in-process on small synthetic data: artifacts, resume, divergence, reproducibility."""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from mnist_keras.config import TrainConfig
+from mnist_keras.errors import RunError
+from mnist_keras.runs import RunDir, read_history
+from mnist_keras.train import TrainingDiverged, TrainingInterrupted, run
+
+
+def _config(**overrides) -> TrainConfig:
+    values = dict(epochs=3, hidden_units=32, validation_size=100, batch_size=64, seed=5)
+    return TrainConfig(**{**values, **overrides})
+
+
+class StopAtEpoch(keras.callbacks.Callback):
+    """Press Ctrl-C, in effect, as epoch `epoch` (0-based) begins."""
+
+    def __init__(self, epoch: int) -> None:
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+class EpochsSeen(keras.callbacks.Callback):
+    def __init__(self) -> None:
+        super().__init__()
+        self.epochs: list[int] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epochs.append(epoch)
+
+
+def _tags(log_dir) -> set[str]:
+    events = EventAccumulator(str(log_dir), size_guidance={"tensors": 0})
+    events.Reload()
+    return set(events.Tags()["tensors"]) | ({"<graph>"} if events.Tags()["graph"] else set())
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    from conftest import synthetic_mnist
+
+    keras.utils.set_random_seed(0)
+    return run(_config(), tmp_path_factory.mktemp("runs"), datasets=synthetic_mnist())
+
+
+def test_run_writes_every_artifact(finished):
+    run_dir = finished.run
+    record = json.loads(run_dir.config_json.read_text())
+    assert TrainConfig.from_dict(record["config"]) == finished.config
+    assert record["versions"]["keras"] == keras.__version__
+    metrics = json.loads(run_dir.metrics_json.read_text())
+    assert metrics["status"] == "completed" and metrics["epochs_completed"] == 3
+    assert [row["epoch"] for row in metrics["history"]] == [1, 2, 3]
+    assert metrics["samples_per_second"] > 0 and metrics["train_seconds"] > 0
+    assert np.array(metrics["confusion_matrix"]).sum() == 200
+    assert run_dir.best_checkpoint.is_file() and run_dir.keras_model.is_file()
+    assert (finished.export_path / "saved_model.pb").is_file()
+    assert finished.export_path == run_dir.export / "1"
+    assert not run_dir.backup.exists()  # BackupAndRestore cleans up after a finished run
+
+
+def test_run_learns(finished):
+    assert finished.evaluation.accuracy > 0.8  # chance is 0.1
+    assert finished.history[-1]["loss"] < finished.history[0]["loss"]
+
+
+def test_tensorboard_logs(finished):
+    logs = finished.run.tensorboard
+    train = _tags(logs / "train")
+    assert {"epoch_loss", "epoch_accuracy", "<graph>"} <= train
+    assert any("hidden" in tag and "kernel" in tag for tag in train)  # weight histograms
+    assert {"epoch_loss", "epoch_accuracy"} <= _tags(logs / "validation")
+    assert "test/confusion_matrix" in _tags(logs / "test")
+
+
+def test_best_checkpoint_is_what_was_evaluated_and_exported(finished, tiny):
+    best = keras.saving.load_model(str(finished.run.best_checkpoint))
+    shipped = keras.saving.load_model(str(finished.run.keras_model))
+    np.testing.assert_allclose(np.asarray(best(tiny.x_test)), np.asarray(shipped(tiny.x_test)))
+    best_val = max(row["val_accuracy"] for row in finished.history)
+    assert json.loads(finished.run.metrics_json.read_text())["best_val_accuracy"] == best_val
+
+
+def test_two_runs_never_share_a_folder(tmp_path, tiny):
+    first = run(_config(epochs=1), tmp_path, datasets=tiny)
+    second = run(_config(epochs=1), tmp_path, datasets=tiny)
+    assert first.run.path != second.run.path
+    assert len(list(tmp_path.iterdir())) == 2
+
+
+def test_same_seed_same_history(tmp_path, tiny):
+    a = run(_config(epochs=2), tmp_path / "a", datasets=tiny)
+    b = run(_config(epochs=2), tmp_path / "b", datasets=tiny)
+    for row_a, row_b in zip(a.history, b.history, strict=False):
+        assert row_a["loss"] == pytest.approx(row_b["loss"], rel=1e-5)
+    assert a.evaluation.accuracy == b.evaluation.accuracy
+
+
+def test_interrupted_run_resumes_from_last_finished_epoch(tmp_path, tiny):
+    with pytest.raises(TrainingInterrupted) as info:
+        run(_config(epochs=4), tmp_path, datasets=tiny, callbacks=[StopAtEpoch(2)])
+    run_dir = info.value.run
+    assert "--resume" in str(info.value)
+    assert [row["epoch"] for row in read_history(run_dir.history_csv)] == [1, 2]
+    assert not run_dir.metrics_json.exists() and not run_dir.export.exists()
+    seen = EpochsSeen()
+    result = run(_config(epochs=4), resume=run_dir.path, datasets=tiny, callbacks=[seen])
+    assert seen.epochs == [2, 3]  # continued, not restarted
+    assert [row["epoch"] for row in result.history] == [1, 2, 3, 4]
+    assert result.evaluation.accuracy > 0.8
+
+
+def test_resume_refuses_a_folder_without_a_run_and_a_finished_run(tmp_path, tiny, finished):
+    with pytest.raises(RunError, match="not a run folder"):
+        run(_config(), resume=tmp_path, datasets=tiny)
+    with pytest.raises(RunError, match="already completed"):
+        run(_config(), resume=finished.run.path, datasets=tiny)
+
+
+def test_diverging_run_stops_and_says_so(tmp_path, tiny):
+    config = _config(epochs=3, optimizer="sgd", learning_rate=1e12)
+    with pytest.raises(TrainingDiverged, match="NaN"):
+        run(config, tmp_path, datasets=tiny)
+    (run_path,) = tmp_path.iterdir()
+    metrics = json.loads(RunDir(run_path).metrics_json.read_text())
+    assert metrics["status"] == "diverged"
+    assert not RunDir(run_path).export.exists()
