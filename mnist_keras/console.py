@@ -99,13 +99,15 @@ def _epoch_table(columns: tuple[str, ...]) -> Table:
     return table
 
 
-def print_summary(summary: dict[str, Any], confusion: np.ndarray) -> None:
-    """The end-of-run summary: headline figures, per-class accuracy and the confusion matrix."""
+def print_summary(figures: dict[str, Any], paths: dict[str, Any], confusion: np.ndarray) -> None:
+    """The end-of-run summary: headline figures, the confusion matrix, then where things are."""
     headline = Table(title="Result", show_header=False, title_justify="left")
-    for key, value in summary.items():
+    for key, value in figures.items():
         headline.add_row(key, _fmt(value))
     console.print(headline)
     console.print(_confusion_table(confusion))
+    for key, value in paths.items():  # whole, never truncated: people copy these
+        console.print(f"[bold]{key}:[/] {value}", soft_wrap=True, highlight=False)
 
 
 def _confusion_table(confusion: np.ndarray) -> Table:

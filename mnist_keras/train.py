@@ -187,17 +187,31 @@ def _finish(
 
 def build_parser() -> console.Parser:
     d = TrainConfig  # the dataclass defaults, shown in --help
-    p = console.Parser(prog="python -m mnist_keras.train", description=__doc__)
+    p = console.Parser(
+        prog="python -m mnist_keras.train",
+        description="Train the MNIST classifier, evaluate it on the test set, export it.",
+    )
     p.add_argument(
         "--data",
+        metavar="PATH",
         help="folder of the four MNIST IDX files, or a .npz (default: "
         "$MNIST_KERAS_DATA, then the Keras cache, then Keras's download)",
     )
-    p.add_argument("--epochs", type=int, help=f"passes over the training data ({d.epochs})")
-    p.add_argument("--batch-size", type=int, help=f"examples per step ({d.batch_size})")
-    p.add_argument("--hidden-units", type=int, help=f"hidden layer width ({d.hidden_units})")
-    p.add_argument("--learning-rate", type=float, help=f"step size ({d.learning_rate})")
-    p.add_argument("--dropout", type=float, help=f"dropout rate in [0, 1) ({d.dropout})")
+    p.add_argument(
+        "--epochs", metavar="N", type=int, help=f"passes over the training data ({d.epochs})"
+    )
+    p.add_argument(
+        "--batch-size", metavar="N", type=int, help=f"examples per step ({d.batch_size})"
+    )
+    p.add_argument(
+        "--hidden-units", metavar="N", type=int, help=f"hidden layer width ({d.hidden_units})"
+    )
+    p.add_argument(
+        "--learning-rate", metavar="X", type=float, help=f"step size ({d.learning_rate})"
+    )
+    p.add_argument(
+        "--dropout", metavar="X", type=float, help=f"dropout rate in [0, 1) ({d.dropout})"
+    )
     p.add_argument("--optimizer", choices=sorted(OPTIMIZER_CLASSES), help=f"({d.optimizer})")
     p.add_argument("--api", choices=("sequential", "functional"), help=f"Keras API ({d.api})")
     p.add_argument(
@@ -207,20 +221,33 @@ def build_parser() -> console.Parser:
         help="start from a preset; 'seed' is the TF1 tutorial's 784-64-10 network "
         "(N(0,1) weights, SGD 0.1, batch 100, 2,000 steps); flags override it",
     )
-    p.add_argument("--seed", type=int, help=f"fixes split, shuffling and weights ({d.seed})")
+    p.add_argument(
+        "--seed", metavar="N", type=int, help=f"fixes split, shuffling and weights ({d.seed})"
+    )
     p.add_argument(
         "--validation-size",
+        metavar="N",
         type=int,
         help=f"examples held out of training for validation ({d.validation_size})",
     )
-    p.add_argument("--steps-per-epoch", type=int, help="batches per epoch (default: one pass)")
     p.add_argument(
-        "--steps-per-execution", type=int, help=f"batches per graph call ({d.steps_per_execution})"
+        "--steps-per-epoch", metavar="N", type=int, help="batches per epoch (default: one pass)"
     )
-    p.add_argument("--train-samples", type=int, help="use only the first N training images")
-    p.add_argument("--test-samples", type=int, help="evaluate on only the first N test images")
+    p.add_argument(
+        "--steps-per-execution",
+        metavar="N",
+        type=int,
+        help=f"batches per graph call ({d.steps_per_execution})",
+    )
+    p.add_argument(
+        "--train-samples", metavar="N", type=int, help="use only the first N training images"
+    )
+    p.add_argument(
+        "--test-samples", metavar="N", type=int, help="evaluate on only the first N test images"
+    )
     p.add_argument(
         "--runs-dir",
+        metavar="DIR",
         type=Path,
         default=DEFAULT_RUNS_DIR,
         help=f"where new run folders are made ({DEFAULT_RUNS_DIR})",
@@ -271,19 +298,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _print_result(result: TrainResult) -> None:
-    ev = result.evaluation
-    summary = {
-        "test accuracy": ev.accuracy,
-        "test loss": ev.loss,
+    figures = {
+        "test accuracy": result.evaluation.accuracy,
+        "test loss": result.evaluation.loss,
         "epochs": len(result.history),
         "training time": f"{result.train_seconds:.1f} s",
         "samples per second": f"{result.samples_per_second:,.0f}",
+    }
+    paths = {
         "run folder": result.run.path,
         "SavedModel": result.export_path,
-        ".keras model": result.run.keras_model,
+        "Keras model": result.run.keras_model,
         "TensorBoard": f"tensorboard --logdir {result.run.tensorboard}",
     }
-    console.print_summary(summary, ev.confusion)
+    console.print_summary(figures, paths, result.evaluation.confusion)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -138,3 +142,17 @@ def test_diverging_run_stops_and_says_so(tmp_path, tiny):
     metrics = json.loads(RunDir(run_path).metrics_json.read_text())
     assert metrics["status"] == "diverged"
     assert not RunDir(run_path).export.exists()
+
+
+def test_compare_runs_script_reads_a_finished_run(finished):
+    script = Path(__file__).parents[1] / "scripts" / "compare_runs.py"
+    out = subprocess.run(
+        [sys.executable, str(script), str(finished.run.path)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "200"},
+    ).stdout
+    assert finished.run.path.name in out
+    assert f"{finished.evaluation.accuracy:.4f}" in out and keras.__version__ in out
