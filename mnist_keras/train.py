@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import platform
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -91,7 +92,7 @@ def run(
     split = split_validation(data.x_train, data.y_train, config.validation_size, config.seed)
     run_dir = open_run_dir(resume) if resume else _start_run(runs_dir, config, data.source)
     try:
-        model, timer, seconds = _fit(config, split, run_dir, callbacks)
+        timer, seconds = _fit(config, split, run_dir, callbacks)
     except KeyboardInterrupt as exc:
         raise TrainingInterrupted(run_dir) from exc
     history = read_history(run_dir.history_csv)
@@ -110,6 +111,7 @@ def _start_run(runs_dir: Path, config: TrainConfig, source: str) -> RunDir:
     try:
         write_json(run_dir.config_json, record)
     except OSError as exc:
+        shutil.rmtree(run_dir.path, ignore_errors=True)  # leave nothing half-made behind
         raise RunError(f"{run_dir.path}: cannot write config.json ({exc.strerror})") from exc
     return run_dir
 
@@ -129,7 +131,8 @@ def _fit(
     split: Split,
     run_dir: RunDir,
     extra: Sequence[keras.callbacks.Callback],
-) -> tuple[keras.Model, EpochTimer, float]:
+) -> tuple[EpochTimer, float]:
+    """Build and fit a fresh model (BackupAndRestore reloads its state on resume)."""
     keras.utils.set_random_seed(config.seed)
     model = build_model(config)
     repeat = config.steps_per_epoch is not None
@@ -147,7 +150,7 @@ def _fit(
         verbose=0,
     )  # the dataset shuffles, seeded
     timer = next(c for c in callbacks if isinstance(c, EpochTimer))
-    return model, timer, time.perf_counter() - start
+    return timer, time.perf_counter() - start
 
 
 def _best_val_accuracy(history: list[dict[str, float]]) -> float | None:
