@@ -19,11 +19,11 @@ INITIALIZERS = ("glorot", "normal")
 class TrainConfig:
     """Everything that decides a training run; written to the run's `config.json`."""
 
-    epochs: int = 15  # passes over the training split (or over steps_per_epoch batches)
+    epochs: int = 20  # passes over the training split (or over steps_per_epoch batches)
     batch_size: int = 128  # examples per gradient step
     hidden_units: int = 512  # width of the single hidden ReLU layer
     learning_rate: float = 1e-3  # optimizer step size
-    dropout: float = 0.2  # dropout rate after the hidden layer; 0 disables it
+    dropout: float = 0.4  # dropout rate after the hidden layer; 0 disables it
     optimizer: str = "adam"  # one of OPTIMIZERS
     api: str = "sequential"  # Keras API that builds the network: sequential or functional
     initializer: str = "glorot"  # glorot (Keras default) or normal: N(0, 1) as in the TF1 tutorial
