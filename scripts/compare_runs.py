@@ -40,7 +40,7 @@ def main() -> None:
     for run_dir in args.runs:
         if (run_dir / "metrics.json").is_file():
             table.add_row(*run_row(run_dir))
-    Console().print(table)
+    Console(width=max(120, Console().width)).print(table)  # rows must not fold
 
 
 if __name__ == "__main__":
