@@ -19,12 +19,20 @@ import tensorflow as tf
 
 from mnist_keras import __version__, console
 from mnist_keras.callbacks import EpochTimer, make_callbacks
-from mnist_keras.config import PRESETS, TrainConfig, read_config, resolve_config
+from mnist_keras.config import (
+    APIS,
+    OPTIMIZERS,
+    PRESETS,
+    TrainConfig,
+    flag_name,
+    read_config,
+    resolve_config,
+)
 from mnist_keras.data import Mnist, Split, load_mnist, make_dataset, split_validation
 from mnist_keras.errors import ConfigError, MnistKerasError, RunError
 from mnist_keras.evaluate import Evaluation, evaluate, log_confusion_image
 from mnist_keras.export import export_saved_model, save_keras_model
-from mnist_keras.model import OPTIMIZER_CLASSES, build_model
+from mnist_keras.model import build_model
 from mnist_keras.runs import (
     DEFAULT_RUNS_DIR,
     RunDir,
@@ -188,65 +196,51 @@ def _finish(
     return result
 
 
+# TrainConfig fields offered as flags: (value type or choices, metavar, help). --help adds the
+# dataclass default, so each default is written once, in config.py.
+CONFIG_FLAGS: dict[str, tuple[Any, str, str]] = {
+    "data": (str, "PATH", "folder of the four MNIST IDX files, or a .npz "
+             "(default: $MNIST_KERAS_DATA, then the Keras cache, then Keras's download)"),
+    "epochs": (int, "N", "passes over the training data"),
+    "batch_size": (int, "N", "examples per step"),
+    "hidden_units": (int, "N", "hidden layer width"),
+    "learning_rate": (float, "X", "optimizer step size"),
+    "dropout": (float, "X", "dropout rate after the hidden layer, in [0, 1)"),
+    "optimizer": (list(OPTIMIZERS), "", "optimizer"),
+    "api": (list(APIS), "", "Keras API that builds the network"),
+    "seed": (int, "N", "fixes the validation split, shuffling and initial weights"),
+    "validation_size": (int, "N", "examples held out of training for validation"),
+    "steps_per_epoch": (int, "N", "batches per epoch; the data repeats (default: one pass)"),
+    "steps_per_execution": (int, "N", "batches per call into the compiled graph"),
+    "train_samples": (int, "N", "use only the first N training images"),
+    "test_samples": (int, "N", "evaluate on only the first N test images"),
+}  # fmt: skip
+
+
+def add_config_flags(parser: console.Parser) -> None:
+    """One flag per CONFIG_FLAGS entry, defaulting to None so a preset can fill it."""
+    for field, (kind, metavar, text) in CONFIG_FLAGS.items():
+        default = TrainConfig.__dataclass_fields__[field].default
+        if default is not None:
+            text = f"{text} ({default})"
+        if isinstance(kind, list):
+            parser.add_argument(flag_name(field), choices=kind, help=text)
+        else:
+            parser.add_argument(flag_name(field), type=kind, metavar=metavar, help=text)
+
+
 def build_parser() -> console.Parser:
-    d = TrainConfig  # the dataclass defaults, shown in --help
     p = console.Parser(
         prog="python -m mnist_keras.train",
         description="Train the MNIST classifier, evaluate it on the test set, export it.",
     )
-    p.add_argument(
-        "--data",
-        metavar="PATH",
-        help="folder of the four MNIST IDX files, or a .npz (default: "
-        "$MNIST_KERAS_DATA, then the Keras cache, then Keras's download)",
-    )
-    p.add_argument(
-        "--epochs", metavar="N", type=int, help=f"passes over the training data ({d.epochs})"
-    )
-    p.add_argument(
-        "--batch-size", metavar="N", type=int, help=f"examples per step ({d.batch_size})"
-    )
-    p.add_argument(
-        "--hidden-units", metavar="N", type=int, help=f"hidden layer width ({d.hidden_units})"
-    )
-    p.add_argument(
-        "--learning-rate", metavar="X", type=float, help=f"step size ({d.learning_rate})"
-    )
-    p.add_argument(
-        "--dropout", metavar="X", type=float, help=f"dropout rate in [0, 1) ({d.dropout})"
-    )
-    p.add_argument("--optimizer", choices=sorted(OPTIMIZER_CLASSES), help=f"({d.optimizer})")
-    p.add_argument("--api", choices=("sequential", "functional"), help=f"Keras API ({d.api})")
+    add_config_flags(p)
     p.add_argument(
         "--preset",
         choices=sorted(PRESETS),
         default="default",
         help="start from a preset; 'seed' is the TF1 tutorial's 784-64-10 network "
         "(N(0,1) weights, SGD 0.1, batch 100, 2,000 steps); flags override it",
-    )
-    p.add_argument(
-        "--seed", metavar="N", type=int, help=f"fixes split, shuffling and weights ({d.seed})"
-    )
-    p.add_argument(
-        "--validation-size",
-        metavar="N",
-        type=int,
-        help=f"examples held out of training for validation ({d.validation_size})",
-    )
-    p.add_argument(
-        "--steps-per-epoch", metavar="N", type=int, help="batches per epoch (default: one pass)"
-    )
-    p.add_argument(
-        "--steps-per-execution",
-        metavar="N",
-        type=int,
-        help=f"batches per graph call ({d.steps_per_execution})",
-    )
-    p.add_argument(
-        "--train-samples", metavar="N", type=int, help="use only the first N training images"
-    )
-    p.add_argument(
-        "--test-samples", metavar="N", type=int, help="evaluate on only the first N test images"
     )
     p.add_argument(
         "--runs-dir",
@@ -257,18 +251,19 @@ def build_parser() -> console.Parser:
     )
     p.add_argument(
         "--resume",
-        type=Path,
         metavar="RUN_DIR",
-        help="continue an interrupted run from its last finished epoch, with its "
-        "saved configuration (only --data may be given with it)",
+        type=Path,
+        help="continue an interrupted run from its last finished epoch, with its saved "
+        "configuration (only --data may be given with it)",
     )
     return p
 
 
 def config_from_args(args: Any) -> TrainConfig:
     """The config the flags ask for; with --resume, the run's own config (and --data, if given)."""
-    fields = [f for f in TrainConfig.__dataclass_fields__ if f not in ("preset", "data")]
-    given = {f: getattr(args, f) for f in fields if getattr(args, f, None) is not None}
+    given = {
+        f: getattr(args, f) for f in CONFIG_FLAGS if f != "data" and getattr(args, f) is not None
+    }
     if args.resume is None:
         return resolve_config(args.preset, data=args.data, **given)
     if given or args.preset != "default":
