@@ -132,3 +132,15 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return "nan" if math.isnan(value) else f"{value:.4f}"
     return str(value)
+
+
+def print_predictions(predictions: list) -> None:
+    """One row per image: its top three classes with their probabilities."""
+    table = Table(title="Predictions", title_justify="left")
+    table.add_column("image", overflow="fold")
+    for rank in ("1st", "2nd", "3rd"):
+        table.add_column(rank, justify="right")
+    for prediction in predictions:
+        cells = [f"{c}  {p:6.1%}" for c, p in prediction.top(3)]
+        table.add_row(prediction.source, f"[bold]{cells[0]}[/]", *cells[1:])
+    console.print(table)

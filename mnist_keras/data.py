@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mnist_keras.errors import ConfigError, DataError
+from mnist_keras.errors import ConfigError, DataError, first_line
 
 ENV_VAR = "MNIST_KERAS_DATA"
 IMAGE_SHAPE = (28, 28)
@@ -179,17 +179,13 @@ def _load_from_keras() -> Mnist:
     except Exception as exc:  # Keras wraps network failures in a bare Exception
         raise DataError(
             f"no MNIST data: no --data given, ${ENV_VAR} is unset, {keras_cache_path()} is "
-            f"missing and the download failed ({_one_line(exc)}); pass --data FOLDER holding "
+            f"missing and the download failed ({first_line(exc)}); pass --data FOLDER holding "
             "the four IDX files, or a .npz"
         ) from exc
     finally:
         socket.setdefaulttimeout(previous)
     arrays = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
     return _from_arrays(arrays, str(keras_cache_path()))
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:200]
 
 
 def split_validation(x: np.ndarray, y: np.ndarray, size: int, seed: int) -> Split:

@@ -19,3 +19,13 @@ class RunError(MnistKerasError):
 
 class ExportError(MnistKerasError):
     """A model could not be exported."""
+
+
+class ModelError(MnistKerasError):
+    """An exported model is missing, unreadable or lacks the serving signature."""
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """A third-party exception as one short line, to quote inside our own error message."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:limit]

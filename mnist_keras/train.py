@@ -31,7 +31,7 @@ from mnist_keras.config import (
 from mnist_keras.data import Mnist, Split, load_mnist, make_dataset, split_validation
 from mnist_keras.errors import ConfigError, MnistKerasError, RunError
 from mnist_keras.evaluate import Evaluation, evaluate, log_confusion_image
-from mnist_keras.export import export_saved_model, save_keras_model
+from mnist_keras.export import MODEL_NAME, export_saved_model, save_keras_model
 from mnist_keras.model import build_model
 from mnist_keras.runs import (
     DEFAULT_RUNS_DIR,
@@ -189,7 +189,7 @@ def _finish(
     best = keras.saving.load_model(str(run_dir.best_checkpoint))
     evaluation = evaluate(best, data.x_test, data.y_test, config.batch_size)
     log_confusion_image(evaluation.confusion, run_dir.tensorboard / "test", step=len(history))
-    export_path = export_saved_model(best, run_dir.export)
+    export_path = export_saved_model(best, run_dir.export / MODEL_NAME)
     save_keras_model(best, run_dir.keras_model)
     result = TrainResult(run_dir, config, evaluation, history, export_path, seconds, throughput)
     write_json(run_dir.metrics_json, result.metrics())

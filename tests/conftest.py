@@ -11,7 +11,9 @@ import keras
 import numpy as np
 import pytest
 
-from mnist_keras.data import ENV_VAR, Mnist
+from mnist_keras.config import TrainConfig
+from mnist_keras.data import ENV_VAR, Mnist, load_mnist
+from mnist_keras.train import TrainResult, run
 
 
 @pytest.fixture(autouse=True)
@@ -65,10 +67,27 @@ def write_idx_folder(folder: Path, data: Mnist, gz: bool = True, sep: str = "-")
     return folder
 
 
-@pytest.fixture
-def real_mnist_dir() -> Path:
-    """The real MNIST folder named by $MNIST_KERAS_DATA (CI and `make test` set it)."""
+def _real_mnist_dir() -> Path:
     value = os.environ.get(ENV_VAR)
     if not value or not Path(value).is_dir():
         pytest.skip(f"real MNIST not available: set {ENV_VAR} to the folder of the IDX files")
     return Path(value).resolve()
+
+
+@pytest.fixture
+def real_mnist_dir() -> Path:
+    """The real MNIST folder named by $MNIST_KERAS_DATA (CI and `make test` set it)."""
+    return _real_mnist_dir()
+
+
+@pytest.fixture(scope="session")
+def real_mnist() -> Mnist:
+    return load_mnist(_real_mnist_dir())
+
+
+@pytest.fixture(scope="session")
+def trained(real_mnist, tmp_path_factory) -> TrainResult:
+    """A model trained briefly on a slice of real MNIST (about 95% accurate), and its export."""
+    keras.utils.set_random_seed(0)
+    config = TrainConfig(epochs=2, hidden_units=128, train_samples=12000, validation_size=2000)
+    return run(config, tmp_path_factory.mktemp("trained"), datasets=real_mnist)

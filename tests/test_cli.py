@@ -56,7 +56,7 @@ def test_smoke_one_epoch_on_a_slice_of_real_mnist(real_mnist_dir, tmp_path):
     assert run_dir.best_checkpoint.is_file() and run_dir.keras_model.is_file()
     events = list((run_dir.tensorboard / "train").glob("events.out.tfevents.*"))
     assert events and all(e.stat().st_size > 0 for e in events)
-    serve = tf.saved_model.load(str(run_dir.export / "1")).signatures["serving_default"]
+    serve = tf.saved_model.load(str(run_dir.export / "mnist" / "1")).signatures["serving_default"]
     images = np.zeros((2, 28, 28), np.uint8)
     assert serve(images=tf.constant(images))["probabilities"].shape == (2, 10)
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -42,7 +43,7 @@ def test_versions_are_numbered_and_never_overwritten(model, tmp_path):
 
 
 def test_failed_export_leaves_no_version(model, tmp_path, monkeypatch):
-    def half_write(model, path):
+    def half_write(model, signatures, path):
         (path / "variables").mkdir(parents=True)
         (path / "saved_model.pb").write_bytes(b"partial")
         raise OSError(28, "No space left on device")
@@ -53,11 +54,14 @@ def test_failed_export_leaves_no_version(model, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_serving_signature_names_dtypes_and_shapes(exported):
-    signature = tf.saved_model.load(str(exported)).signatures["serving_default"]
+@pytest.mark.parametrize(
+    "name, dtype", [("serving_default", tf.uint8), ("serving_float", tf.float32)]
+)
+def test_signature_names_dtypes_and_shapes(exported, name, dtype):
+    signature = tf.saved_model.load(str(exported)).signatures[name]
     (_, inputs) = signature.structured_input_signature
     assert list(inputs) == ["images"]
-    assert inputs["images"].dtype == tf.uint8 and inputs["images"].shape.as_list() == [None, 28, 28]
+    assert inputs["images"].dtype == dtype and inputs["images"].shape.as_list() == [None, 28, 28]
     outputs = signature.structured_outputs
     assert sorted(outputs) == ["classes", "probabilities"]
     assert outputs["probabilities"].dtype == tf.float32
@@ -140,3 +144,102 @@ def test_keras_file_round_trip(model, tmp_path):
     images = _images()
     reloaded = keras.saving.load_model(str(path))
     np.testing.assert_allclose(np.asarray(reloaded(images)), np.asarray(model(images)), atol=1e-6)
+
+
+def test_float_signature_takes_pixels_in_0_1(model, exported):
+    signatures = tf.saved_model.load(str(exported)).signatures
+    images = _images()
+    as_float = signatures["serving_float"](images=tf.constant(images / 255.0, tf.float32))
+    as_uint8 = signatures["serving_default"](images=tf.constant(images))
+    diff = np.abs(as_float["probabilities"].numpy() - as_uint8["probabilities"].numpy())
+    assert diff.max() < 1e-5
+    np.testing.assert_array_equal(as_float["classes"], as_uint8["classes"])
+
+
+def test_saved_model_cli_show_prints_the_contract(exported):
+    cli = Path(sys.executable).with_name("saved_model_cli")
+    shown = subprocess.run(
+        [str(cli), "show", "--dir", str(exported), "--all"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    ).stdout
+    for text in (
+        "signature_def['serving_default']",
+        "signature_def['serving_float']",
+        "inputs['images']",
+        "outputs['probabilities']",
+        "outputs['classes']",
+        "DT_UINT8",
+        "DT_FLOAT",
+        "DT_INT64",
+    ):
+        assert text in shown
+
+
+def test_three_reload_paths_agree_on_the_test_set(trained, real_mnist):
+    """tf.saved_model.load, keras.layers.TFSMLayer and keras.saving.load_model give one answer."""
+    x = real_mnist.x_test
+    serve = tf.saved_model.load(str(trained.export_path)).signatures["serving_default"]
+    from_saved_model = serve(images=tf.constant(x))["probabilities"].numpy()
+    from_keras_file = keras.saving.load_model(str(trained.run.keras_model)).predict(x, verbose=0)
+    assert np.abs(from_saved_model - from_keras_file).max() < 1e-5
+    if not hasattr(keras.layers, "TFSMLayer"):
+        pytest.skip(f"keras.layers.TFSMLayer does not exist in Keras {keras.__version__}")
+    inputs = keras.Input((28, 28), dtype="uint8")
+    layer = keras.layers.TFSMLayer(str(trained.export_path), call_endpoint="serving_default")
+    wrapped = keras.Model(inputs, layer(inputs)["probabilities"])
+    assert np.abs(wrapped.predict(x, verbose=0) - from_saved_model).max() < 1e-5
+
+
+def test_tf_serving_rest_body_fits_the_signature(trained, real_mnist):
+    """The README's request body, built the README's way, is what the signature accepts."""
+    images = real_mnist.x_test[:3]
+    body = json.dumps({"signature_name": "serving_default", "instances": images.tolist()})
+    instances = np.asarray(json.loads(body)["instances"])
+    signature = tf.saved_model.load(str(trained.export_path)).signatures["serving_default"]
+    spec = signature.structured_input_signature[1]["images"]
+    assert instances.dtype.kind == "i" and instances.min() >= 0 and instances.max() <= 255
+    assert spec.is_compatible_with(tf.constant(instances, spec.dtype))
+    served = signature(images=tf.constant(instances, spec.dtype))["classes"].numpy()
+    np.testing.assert_array_equal(served, real_mnist.y_test[:3])
+
+
+def _export_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "mnist_keras.export", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.mark.slow
+def test_export_cli_adds_versions(model, tmp_path):
+    save_keras_model(model, tmp_path / "m.keras")
+    for version in ("1", "2"):
+        result = _export_cli("m.keras", "--out", "served", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert f"served/mnist/{version}" in result.stdout
+    assert sorted(p.name for p in (tmp_path / "served" / "mnist").iterdir()) == ["1", "2"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["missing.keras", "--out", "served"], "missing.keras: no such file"),
+        (["junk.keras", "--out", "served"], "junk.keras: not a loadable .keras model"),
+        (["junk.keras", "--out", "served", "--name", "../up"], "--name '../up' must be"),
+        (["junk.keras"], "the following arguments are required: --out"),
+    ],
+)
+def test_export_cli_bad_input(tmp_path, args, message):
+    (tmp_path / "junk.keras").write_bytes(b"not a zip")
+    result = _export_cli(*args, cwd=tmp_path)
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and not (tmp_path / "served").exists()

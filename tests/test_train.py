@@ -71,7 +71,7 @@ def test_run_writes_every_artifact(finished):
     assert np.array(metrics["confusion_matrix"]).sum() == 200
     assert run_dir.best_checkpoint.is_file() and run_dir.keras_model.is_file()
     assert (finished.export_path / "saved_model.pb").is_file()
-    assert finished.export_path == run_dir.export / "1"
+    assert finished.export_path == run_dir.export / "mnist" / "1"
     # BackupAndRestore deletes its state after a finished run (Keras 2 keeps the empty folder).
     assert not any(p.is_file() for p in run_dir.backup.rglob("*"))
 

@@ -1,0 +1,244 @@
+"""Use an exported model: read digit images, bring them to MNIST form, classify them.
+
+`python -m mnist_keras.predict --model DIR FILE...` (also `mnist-predict`).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from mnist_keras import console
+from mnist_keras.data import IMAGE_SHAPE, read_idx
+from mnist_keras.errors import DataError, MnistKerasError, ModelError, first_line
+from mnist_keras.export import INPUT_NAME, OUTPUT_PROBABILITIES, SIGNATURE
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp")
+BOX = 20  # MNIST: the digit fits a 20x20 box ...
+CANVAS = IMAGE_SHAPE[0]  # ... centred by its centre of mass in a 28x28 image
+INK = 0.2  # a pixel above this fraction of the brightest one belongs to the digit's box
+
+
+@dataclass(frozen=True)
+class Prediction:
+    source: str  # the file, with [index] for files holding several images
+    probabilities: np.ndarray  # float32 (10,)
+
+    def top(self, k: int = 3) -> list[tuple[int, float]]:
+        order = np.argsort(self.probabilities)[::-1][:k]
+        return [(int(c), float(self.probabilities[c])) for c in order]
+
+
+@dataclass(frozen=True)
+class Failure:
+    source: str
+    message: str
+
+
+class Classifier:
+    """The `serving_default` signature of an exported SavedModel, on uint8 (N, 28, 28) images."""
+
+    def __init__(self, model_dir: Path) -> None:
+        self.path = resolve_model_dir(model_dir)
+        self._serve = _load_signature(self.path)
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        outputs = self._serve(**{INPUT_NAME: tf.constant(images, tf.uint8)})
+        return outputs[OUTPUT_PROBABILITIES].numpy()
+
+
+def resolve_model_dir(path: Path) -> Path:
+    """A SavedModel folder itself, or the newest numbered version inside a model folder."""
+    if (path / "saved_model.pb").is_file():
+        return path
+    versions = sorted((p for p in path.glob("*") if p.name.isdigit()), key=lambda p: int(p.name))
+    if path.is_dir() and versions and (versions[-1] / "saved_model.pb").is_file():
+        return versions[-1]
+    raise ModelError(f"--model {path}: no SavedModel here nor in a numbered version folder")
+
+
+def _load_signature(path: Path):
+    try:
+        signature = tf.saved_model.load(str(path)).signatures.get(SIGNATURE)
+    except (OSError, ValueError, tf.errors.OpError) as exc:
+        raise ModelError(f"--model {path}: not a loadable SavedModel ({exc})") from exc
+    inputs = signature.structured_input_signature[1] if signature is not None else {}
+    spec = inputs.get(INPUT_NAME)
+    if spec is None or spec.dtype != tf.uint8:
+        raise ModelError(f"--model {path}: no {SIGNATURE!r} signature taking uint8 {INPUT_NAME!r}")
+    return signature
+
+
+def read_images(path: Path) -> np.ndarray:
+    """Grayscale uint8 images (N, H, W) from a PNG/JPEG/GIF/BMP, a .npy or an IDX file."""
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    name = path.name.lower()
+    if name.endswith(IMAGE_SUFFIXES):
+        return _read_picture(path)[None]
+    if name.endswith(".npy"):
+        return _read_npy(path)
+    if "idx3" in name:
+        return read_idx(path, 3)
+    raise DataError(f"{path}: unknown file type (expected PNG, JPEG, GIF, BMP, .npy or IDX)")
+
+
+def _read_picture(path: Path) -> np.ndarray:
+    try:
+        image = tf.io.decode_image(path.read_bytes(), expand_animations=False).numpy()
+    except (OSError, tf.errors.OpError) as exc:
+        raise DataError(f"{path}: not a readable image ({first_line(exc)})") from exc
+    rgb, alpha = image[..., :3].astype(np.float32), image[..., 3:] / 255.0
+    gray = rgb.mean(axis=-1, keepdims=True) if rgb.shape[-1] == 3 else rgb
+    if alpha.size:  # transparent parts become white paper, like the page around the ink
+        gray = gray * alpha + 255.0 * (1.0 - alpha)
+    return np.round(gray[..., 0]).astype(np.uint8)
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: not a readable .npy file ({first_line(exc)})") from exc
+    if array.ndim == 2:
+        array = array[None]
+    if array.ndim != 3 or 0 in array.shape:
+        raise DataError(f"{path}: shape {array.shape}, expected (H, W) or (N, H, W) images")
+    if array.dtype.kind == "f" and array.size and array.min() >= 0 and array.max() <= 1:
+        array = np.round(array * 255)
+    elif array.dtype.kind not in "iu" or array.min() < 0 or array.max() > 255:
+        raise DataError(f"{path}: expected pixels 0..255 (integers) or 0..1 (floats)")
+    return array.astype(np.uint8)
+
+
+def to_mnist(image: np.ndarray) -> np.ndarray:
+    """Bring one grayscale image of any size to MNIST form: a (28, 28) uint8 light digit on black.
+
+    As MNIST was made: light backgrounds are inverted, the digit is cropped to its box, scaled
+    (aspect kept) to fit 20x20, and placed in 28x28 with its centre of mass at the centre.
+    """
+    pixels = image.astype(np.float32)
+    if np.median(_border(pixels)) > 127:  # dark ink on light paper
+        pixels = 255.0 - pixels
+    pixels -= np.median(_border(pixels))  # the paper becomes exact black
+    pixels = np.clip(pixels, 0, None)
+    if pixels.max() <= 0:
+        return np.zeros(IMAGE_SHAPE, np.uint8)
+    digit = _fit_box(_crop(pixels))
+    return _place_by_mass(digit * (255.0 / digit.max()))
+
+
+def _border(pixels: np.ndarray) -> np.ndarray:
+    return np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+
+
+def _crop(pixels: np.ndarray) -> np.ndarray:
+    rows, cols = np.nonzero(pixels > INK * pixels.max())
+    return pixels[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+
+
+def _fit_box(pixels: np.ndarray) -> np.ndarray:
+    scale = BOX / max(pixels.shape)
+    size = [max(1, round(n * scale)) for n in pixels.shape]
+    resized = tf.image.resize(pixels[..., None], size, method="area", antialias=True)
+    return np.clip(resized.numpy()[..., 0], 0, None)
+
+
+def _place_by_mass(digit: np.ndarray) -> np.ndarray:
+    rows, cols = np.indices(digit.shape)
+    total = max(float(digit.sum()), 1e-6)
+    center = ((rows * digit).sum() / total, (cols * digit).sum() / total)
+    top, left = (
+        int(np.clip(round(CANVAS / 2 - c), 0, CANVAS - n))
+        for c, n in zip(center, digit.shape, strict=True)
+    )
+    canvas = np.zeros(IMAGE_SHAPE, np.float32)
+    canvas[top : top + digit.shape[0], left : left + digit.shape[1]] = digit
+    return np.round(canvas).astype(np.uint8)
+
+
+def prepare(images: np.ndarray, source: Path, preprocess: bool) -> np.ndarray:
+    """MNIST-form uint8 (N, 28, 28) images from one file's (N, H, W) images."""
+    if preprocess:
+        return np.stack([to_mnist(image) for image in images])
+    if images.shape[1:] != IMAGE_SHAPE:
+        raise DataError(f"{source}: images are {images.shape[1:]}, --no-preprocess needs 28x28")
+    return images
+
+
+def classify_files(
+    classifier: Classifier, paths: Sequence[Path], preprocess: bool = True
+) -> list[Prediction | Failure]:
+    """Classify every image in every file; a bad file becomes a Failure, the rest go on."""
+    results: list[Prediction | Failure] = []
+    for path in paths:
+        try:
+            images = prepare(read_images(path), path, preprocess)
+        except DataError as exc:
+            results.append(Failure(str(path), str(exc)))
+            continue
+        probabilities = classifier(images)
+        names = [str(path)] if len(images) == 1 else [f"{path}[{i}]" for i in range(len(images))]
+        results.extend(Prediction(n, p) for n, p in zip(names, probabilities, strict=True))
+    return results
+
+
+def to_json(results: Sequence[Prediction | Failure]) -> list[dict]:
+    return [
+        {"source": r.source, "error": r.message}
+        if isinstance(r, Failure)
+        else {"source": r.source, "top": [{"class": c, "probability": p} for c, p in r.top()]}
+        for r in results
+    ]
+
+
+def build_parser() -> console.Parser:
+    p = console.Parser(prog="python -m mnist_keras.predict", description=__doc__.splitlines()[0])
+    p.add_argument(
+        "files",
+        nargs="+",
+        type=Path,
+        metavar="FILE",
+        help="PNG/JPEG/GIF/BMP images, .npy arrays or IDX image files",
+    )
+    p.add_argument(
+        "--model",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="an exported SavedModel, or its model folder (newest version)",
+    )
+    p.add_argument(
+        "--no-preprocess",
+        action="store_true",
+        help="feed 28x28 images as they are: no inversion, cropping or centring",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        results = classify_files(Classifier(args.model), args.files, not args.no_preprocess)
+    except MnistKerasError as exc:
+        console.print_error(str(exc))
+        return 2
+    failures = [r for r in results if isinstance(r, Failure)]
+    for failure in failures:
+        console.print_error(failure.message)
+    if args.json:
+        print(json.dumps(to_json(results), indent=2))
+    else:
+        console.print_predictions([r for r in results if isinstance(r, Prediction)])
+    return 2 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
