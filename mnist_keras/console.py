@@ -11,6 +11,7 @@ import keras
 import numpy as np
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -28,7 +29,8 @@ class Parser(argparse.ArgumentParser):
 
 
 def print_error(message: str) -> None:
-    stderr.print(f"[bold red]error:[/] {message}", soft_wrap=True, highlight=False, markup=True)
+    # escape: messages quote user paths and array names like "[x_test]", never markup
+    stderr.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True, highlight=False)
 
 
 def print_config(config: dict[str, Any], title: str) -> None:

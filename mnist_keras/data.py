@@ -66,7 +66,10 @@ class Split:
 def load_mnist(source: PathLike | None = None) -> Mnist:
     """Load from `source`, else $MNIST_KERAS_DATA, else the Keras cache or Keras's download."""
     if source is None and os.environ.get(ENV_VAR):
-        source = os.environ[ENV_VAR]
+        try:
+            return load_mnist(os.environ[ENV_VAR])
+        except DataError as exc:
+            raise DataError(f"${ENV_VAR}: {exc}") from exc
     if source is None:
         return _load_from_keras()
     path = Path(source)
@@ -128,7 +131,10 @@ def _read_bytes(path: Path) -> bytes:
 def read_npz(path: Path) -> Mnist:
     """Read a Keras-style .npz holding x_train, y_train, x_test and y_test."""
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise DataError(f"{path}: a single array, not a .npz archive of {', '.join(NPZ_KEYS)}")
+        with loaded as npz:
             missing = [key for key in NPZ_KEYS if key not in npz.files]
             if missing:
                 raise DataError(f"{path}: missing key(s) {', '.join(missing)}")

@@ -291,6 +291,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress.live.stop()
         console.print_error(str(exc))
         return 2
+    except KeyboardInterrupt:  # outside fit: loading data, evaluating, exporting
+        progress.live.stop()
+        console.print_error("interrupted")
+        return 130
     _print_result(result)
     return 0
 

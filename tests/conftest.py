@@ -10,6 +10,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mnist_keras.config import TrainConfig
 from mnist_keras.data import ENV_VAR, Mnist, load_mnist
@@ -91,3 +92,10 @@ def trained(real_mnist, tmp_path_factory) -> TrainResult:
     keras.utils.set_random_seed(0)
     config = TrainConfig(epochs=2, hidden_units=128, train_samples=12000, validation_size=2000)
     return run(config, tmp_path_factory.mktemp("trained"), datasets=real_mnist)
+
+
+def tensorboard_tags(log_dir: Path) -> set[str]:
+    """The summary tags in a TensorBoard log folder, plus "<graph>" when it holds a graph."""
+    events = EventAccumulator(str(log_dir), size_guidance={"tensors": 0})
+    events.Reload()
+    return set(events.Tags()["tensors"]) | ({"<graph>"} if events.Tags()["graph"] else set())

@@ -8,10 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import write_idx_folder
+from conftest import idx_bytes, tensorboard_tags, write_idx_folder
 
 from mnist_keras.runs import RunDir
 
@@ -54,8 +55,14 @@ def test_smoke_one_epoch_on_a_slice_of_real_mnist(real_mnist_dir, tmp_path):
     assert metrics["test_accuracy"] > 0.5  # chance is 0.1
     assert json.loads(run_dir.config_json.read_text())["config"]["train_samples"] == 3000
     assert run_dir.best_checkpoint.is_file() and run_dir.keras_model.is_file()
-    events = list((run_dir.tensorboard / "train").glob("events.out.tfevents.*"))
-    assert events and all(e.stat().st_size > 0 for e in events)
+    assert {"epoch_loss", "epoch_accuracy", "<graph>"} <= tensorboard_tags(
+        run_dir.tensorboard / "train"
+    )
+    assert any("kernel" in tag for tag in tensorboard_tags(run_dir.tensorboard / "train"))
+    assert {"epoch_loss", "epoch_accuracy"} <= tensorboard_tags(run_dir.tensorboard / "validation")
+    assert "test/confusion_matrix" in tensorboard_tags(run_dir.tensorboard / "test")
+    for path in (run_dir.best_checkpoint, run_dir.keras_model):
+        assert keras.saving.load_model(str(path)).count_params() == 784 * 512 + 512 + 5130
     serve = tf.saved_model.load(str(run_dir.export / "mnist" / "1")).signatures["serving_default"]
     images = np.zeros((2, 28, 28), np.uint8)
     assert serve(images=tf.constant(images))["probabilities"].shape == (2, 10)
@@ -70,12 +77,22 @@ def test_no_data_anywhere_fails_fast_and_clearly(tmp_path):
     assert "MNIST_KERAS_DATA" in result.stderr
 
 
-def _bad_data(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
+def _bad_data(tmp_path: Path, tiny) -> dict[str, tuple[list[str], str]]:
     empty = tmp_path / "empty"
     empty.mkdir()
+    truncated = write_idx_folder(tmp_path / "truncated", tiny, gz=False)
+    labels = truncated / "t10k-labels-idx1-ubyte"
+    labels.write_bytes(idx_bytes(tiny.y_test)[:-1])
+    arrays = {k: getattr(tiny, k) for k in ("x_train", "y_train", "x_test", "y_test")}
+    np.savez(tmp_path / "short.npz", **{**arrays, "y_test": tiny.y_test[:-1]})
     return {
         "missing path": (["--data", str(tmp_path / "nope")], "no such file or folder"),
         "empty folder": (["--data", str(empty)], "missing train-images-idx3-ubyte"),
+        "truncated idx": (["--data", str(truncated)], f"{labels}: 207 bytes, but its header"),
+        "npz counts": (
+            ["--data", str(tmp_path / "short.npz")],
+            "short.npz [x_test] has 200 images but",
+        ),
     }
 
 
@@ -105,9 +122,9 @@ def test_bad_flags(case, tmp_path, tiny):
     _assert_clean_failure(result, tmp_path, message)
 
 
-@pytest.mark.parametrize("case", ["missing path", "empty folder"])
-def test_bad_data(case, tmp_path):
-    args, message = _bad_data(tmp_path)[case]
+@pytest.mark.parametrize("case", ["missing path", "empty folder", "truncated idx", "npz counts"])
+def test_bad_data(case, tmp_path, tiny):
+    args, message = _bad_data(tmp_path, tiny)[case]
     result = _train("--runs-dir", "runs", *args, cwd=tmp_path)
     _assert_clean_failure(result, tmp_path, message)
 

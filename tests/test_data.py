@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from conftest import idx_bytes, synthetic_mnist, write_idx_folder
 
-from mnist_keras import data as data_mod
 from mnist_keras.data import (
     DOWNLOAD_TIMEOUT_S,
     ENV_VAR,
@@ -114,6 +113,16 @@ CORRUPTIONS = {
     ),
     "not gzip": ("train-images-idx3-ubyte.gz", idx_bytes(GOOD.x_train), "not a valid gzip file"),
     "empty header": ("t10k-labels-idx1-ubyte.gz", gzip.compress(b"\x00\x00"), "wrong magic number"),
+    "truncated header": (
+        "t10k-images-idx3-ubyte.gz",
+        gzip.compress(idx_bytes(GOOD.x_test)[:9]),
+        "truncated header",
+    ),
+    "padded": (
+        "train-labels-idx1-ubyte.gz",
+        gzip.compress(idx_bytes(GOOD.y_train) + b"\x00"),
+        "truncated or padded",
+    ),
 }
 
 
@@ -204,4 +213,15 @@ def test_real_mnist(real_mnist_dir):
     mnist = load_mnist(real_mnist_dir)
     assert mnist.x_train.shape == (60000, 28, 28) and mnist.x_test.shape == (10000, 28, 28)
     assert set(np.unique(mnist.y_train)) == set(range(10))
-    assert data_mod.Mnist is type(mnist)
+
+
+def test_single_npy_is_not_an_npz(tmp_path):
+    np.save(tmp_path / "single.npy", np.zeros((30, 28, 28), np.uint8))
+    with pytest.raises(DataError, match="single.npy: a single array, not a .npz archive"):
+        load_mnist(tmp_path / "single.npy")
+
+
+def test_bad_environment_path_says_where_it_came_from(monkeypatch, tmp_path):
+    monkeypatch.setenv(ENV_VAR, str(tmp_path / "gone"))
+    with pytest.raises(DataError, match=f"^\\${ENV_VAR}: .*gone: no such file or folder"):
+        load_mnist()

@@ -37,12 +37,16 @@ def test_keras_loss_is_the_cross_entropy(tiny):
     assert loss == pytest.approx(expected, rel=1e-5)
 
 
-def test_model_scales_uint8_pixels_itself():
+def test_model_scales_uint8_pixels_itself(tiny):
+    """model(uint8) equals the network computed by hand on pixels / 255."""
     model = build_model(TrainConfig(hidden_units=8))
-    rescale = model.get_layer("rescale")
-    white = np.full((1, 28, 28), 255, np.uint8)
     assert model.inputs[0].dtype == "uint8"
-    np.testing.assert_allclose(np.asarray(rescale(white)), 1.0, rtol=1e-6)
+    w1, b1 = (np.asarray(w, np.float64) for w in model.get_layer("hidden").weights)
+    w2, b2 = (np.asarray(w, np.float64) for w in model.get_layer("probabilities").weights)
+    x = tiny.x_test[:20]
+    logits = np.maximum(x.reshape(20, 784) / 255.0 @ w1 + b1, 0) @ w2 + b2
+    expected = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(np.asarray(model(x, training=False)), expected, atol=1e-5)
 
 
 def test_seed_preset_draws_weights_and_biases_from_standard_normal():

@@ -11,7 +11,8 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+import tensorflow as tf
+from conftest import tensorboard_tags
 
 from mnist_keras.config import TrainConfig
 from mnist_keras.errors import RunError
@@ -43,12 +44,6 @@ class EpochsSeen(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epochs.append(epoch)
-
-
-def _tags(log_dir) -> set[str]:
-    events = EventAccumulator(str(log_dir), size_guidance={"tensors": 0})
-    events.Reload()
-    return set(events.Tags()["tensors"]) | ({"<graph>"} if events.Tags()["graph"] else set())
 
 
 @pytest.fixture(scope="module")
@@ -83,19 +78,38 @@ def test_run_learns(finished):
 
 def test_tensorboard_logs(finished):
     logs = finished.run.tensorboard
-    train = _tags(logs / "train")
+    train = tensorboard_tags(logs / "train")
     assert {"epoch_loss", "epoch_accuracy", "<graph>"} <= train
     assert any("hidden" in tag and "kernel" in tag for tag in train)  # weight histograms
-    assert {"epoch_loss", "epoch_accuracy"} <= _tags(logs / "validation")
-    assert "test/confusion_matrix" in _tags(logs / "test")
+    assert {"epoch_loss", "epoch_accuracy"} <= tensorboard_tags(logs / "validation")
+    assert "test/confusion_matrix" in tensorboard_tags(logs / "test")
 
 
-def test_best_checkpoint_is_what_was_evaluated_and_exported(finished, tiny):
-    best = keras.saving.load_model(str(finished.run.best_checkpoint))
-    shipped = keras.saving.load_model(str(finished.run.keras_model))
-    np.testing.assert_allclose(np.asarray(best(tiny.x_test)), np.asarray(shipped(tiny.x_test)))
-    best_val = max(row["val_accuracy"] for row in finished.history)
-    assert json.loads(finished.run.metrics_json.read_text())["best_val_accuracy"] == best_val
+class WreckLastEpoch(keras.callbacks.Callback):
+    """Make the last epoch much worse than the ones before: zero weights that cannot learn."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.params["epochs"] - 1:
+            self.model.optimizer.learning_rate.assign(0.0)
+            for weight in self.model.weights:
+                weight.assign(tf.zeros_like(weight))
+
+
+def test_the_best_epoch_not_the_last_is_evaluated_and_exported(tmp_path, tiny):
+    result = run(
+        _config(epochs=3, optimizer="sgd", learning_rate=0.05),
+        tmp_path,
+        datasets=tiny,
+        callbacks=[WreckLastEpoch()],
+    )
+    val = [row["val_accuracy"] for row in result.history]
+    assert val[-1] < max(val)  # the wrecked last epoch is worse
+    best = keras.saving.load_model(str(result.run.best_checkpoint))
+    serve = tf.saved_model.load(str(result.export_path)).signatures["serving_default"]
+    exported = serve(images=tf.constant(tiny.x_test))["probabilities"].numpy()
+    assert np.abs(exported - np.asarray(best(tiny.x_test))).max() < 1e-5
+    assert result.evaluation.accuracy > 0.8
+    assert json.loads(result.run.metrics_json.read_text())["best_val_accuracy"] == max(val)
 
 
 def test_two_runs_never_share_a_folder(tmp_path, tiny):

@@ -1,0 +1,191 @@
+"""predict: reading files, MNIST-style preprocessing, classifying, and the CLI's bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import idx_bytes
+
+from mnist_keras.errors import ModelError
+from mnist_keras.predict import (
+    Classifier,
+    Failure,
+    Prediction,
+    classify_files,
+    read_images,
+    resolve_model_dir,
+    to_mnist,
+)
+
+
+def _photo(digit: np.ndarray, light: bool, shape=(200, 160), at=(30, 10), scale=5) -> np.ndarray:
+    """A large RGB picture of an MNIST digit, off centre; dark ink on white paper if `light`."""
+    big = np.kron(digit, np.ones((scale, scale), np.uint8))
+    canvas = np.zeros(shape, np.uint8)
+    canvas[at[0] : at[0] + big.shape[0], at[1] : at[1] + big.shape[1]] = big
+    rgb = np.stack([canvas] * 3, axis=-1)
+    return 255 - rgb if light else rgb
+
+
+def _write_png(path: Path, pixels: np.ndarray) -> Path:
+    tf.io.write_file(str(path), tf.io.encode_png(pixels))
+    return path
+
+
+@pytest.fixture(scope="module")
+def classifier(trained) -> Classifier:
+    return Classifier(trained.export_path.parent)  # the model folder: newest version
+
+
+def test_to_mnist_centres_the_digit_in_a_20_box(real_mnist):
+    out = to_mnist(_photo(real_mnist.x_test[0], light=False)[..., 0])
+    assert out.shape == (28, 28) and out.dtype == np.uint8 and out.max() == 255
+    rows, cols = np.nonzero(out)
+    assert max(np.ptp(rows), np.ptp(cols)) + 1 <= 20
+    weights = out.astype(float) / out.sum()
+    centre = (np.indices(out.shape) * weights).sum(axis=(1, 2))
+    assert np.all(np.abs(centre - 14) <= 1.0)
+
+
+def test_to_mnist_inverts_light_paper(real_mnist):
+    dark = to_mnist(_photo(real_mnist.x_test[1], light=False)[..., 0])
+    light = to_mnist(_photo(real_mnist.x_test[1], light=True)[..., 0])
+    assert np.abs(dark.astype(int) - light.astype(int)).max() <= 1
+    assert to_mnist(np.full((50, 40), 255, np.uint8)).max() == 0  # blank paper: nothing drawn
+
+
+def test_to_mnist_keeps_mnist_digits_recognisable(classifier, real_mnist):
+    x, y = real_mnist.x_test[:500], real_mnist.y_test[:500]
+    raw = classifier(x).argmax(axis=1)
+    prepared = classifier(np.stack([to_mnist(img) for img in x])).argmax(axis=1)
+    assert (prepared == raw).mean() >= 0.95
+    assert (prepared == y).mean() >= 0.9
+
+
+def test_pngs_light_and_dark_give_the_same_right_class(classifier, real_mnist, tmp_path):
+    paths, labels = [], []
+    for i in range(10):
+        digit, label = real_mnist.x_test[i], int(real_mnist.y_test[i])
+        at = (5 + 5 * i, 2 * i)
+        for light in (False, True):
+            name = f"digit{i}-{'light' if light else 'dark'}.png"
+            paths.append(_write_png(tmp_path / name, _photo(digit, light, at=at)))
+        labels.append(label)
+    results = classify_files(classifier, paths)
+    classes = [r.top(1)[0][0] for r in results]
+    dark, light = classes[0::2], classes[1::2]
+    assert dark == light
+    assert sum(c == y for c, y in zip(dark, labels, strict=True)) >= 9
+
+
+def test_transparent_png_reads_as_white_paper(classifier, real_mnist, tmp_path):
+    digit = real_mnist.x_test[2]
+    ink = np.kron(digit, np.ones((3, 3), np.uint8))
+    rgba = np.zeros((*ink.shape, 4), np.uint8)  # black ink whose alpha is the stroke
+    rgba[..., 3] = ink
+    path = _write_png(tmp_path / "alpha.png", rgba)
+    assert read_images(path)[0, 0, 0] == 255  # transparent corner = white paper
+    (result,) = classify_files(classifier, [path])
+    assert result.top(1)[0][0] == real_mnist.y_test[2]
+
+
+def test_npy_and_idx_files_hold_many_images(classifier, real_mnist, tmp_path):
+    x = real_mnist.x_test[:5]
+    np.save(tmp_path / "uint8.npy", x)
+    np.save(tmp_path / "float.npy", x / 255.0)
+    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(idx_bytes(x))
+    expected = classifier(x).argmax(axis=1)
+    for name in ("uint8.npy", "float.npy", "t10k-images-idx3-ubyte"):
+        results = classify_files(classifier, [tmp_path / name], preprocess=False)
+        assert [r.source for r in results] == [f"{tmp_path / name}[{i}]" for i in range(5)]
+        assert [r.top(1)[0][0] for r in results] == list(expected)
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("bad.png", b"not a png", "not a readable image"),
+        ("flat.npy", None, "expected (H, W) or (N, H, W)"),
+        ("neg.npy", "negative", "expected pixels 0..255"),
+        ("notes.txt", b"hello", "unknown file type"),
+    ],
+)
+def test_bad_files_fail_alone(classifier, tmp_path, name, content, message, real_mnist):
+    path = tmp_path / name
+    if name == "flat.npy":
+        np.save(path, np.zeros(784, np.uint8))
+    elif content == "negative":
+        np.save(path, -np.ones((28, 28), np.int16))
+    else:
+        path.write_bytes(content)
+    np.save(tmp_path / "good.npy", real_mnist.x_test[0])
+    results = classify_files(classifier, [path, tmp_path / "good.npy"])
+    assert isinstance(results[0], Failure) and message in results[0].message
+    assert str(path) in results[0].message
+    assert isinstance(results[1], Prediction)
+
+
+def test_no_preprocess_needs_28x28(classifier, tmp_path):
+    np.save(tmp_path / "big.npy", np.zeros((40, 40), np.uint8))
+    (result,) = classify_files(classifier, [tmp_path / "big.npy"], preprocess=False)
+    assert isinstance(result, Failure) and "--no-preprocess needs 28x28" in result.message
+
+
+def test_model_folder_resolution(tmp_path, trained):
+    for version in ("1", "2", "10"):
+        (tmp_path / version).mkdir()
+        (tmp_path / version / "saved_model.pb").write_bytes(b"")
+    assert resolve_model_dir(tmp_path) == tmp_path / "10"
+    assert resolve_model_dir(trained.export_path) == trained.export_path
+    with pytest.raises(ModelError, match="no SavedModel"):
+        resolve_model_dir(tmp_path / "1" / "nothing")
+
+
+def test_model_without_the_signature_is_refused(tmp_path):
+    module = tf.Module()
+    module.f = tf.function(
+        lambda x: {"y": x * 2}, input_signature=[tf.TensorSpec([None], tf.float32)]
+    )
+    tf.saved_model.save(module, str(tmp_path / "other"), signatures={"other": module.f})
+    with pytest.raises(ModelError, match="no 'serving_default' signature"):
+        Classifier(tmp_path / "other")
+
+
+def _predict_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "mnist_keras.predict", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.mark.slow
+def test_cli_table_json_and_partial_failure(trained, real_mnist, tmp_path):
+    png = _write_png(tmp_path / "seven.png", _photo(real_mnist.x_test[0], light=True))
+    missing = tmp_path / "missing.png"
+    result = _predict_cli("--model", str(trained.export_path), str(png), str(missing), "--json")
+    assert result.returncode == 2  # one file failed; the other was still classified
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: {missing}: no such file"]
+    good, bad = json.loads(result.stdout)
+    assert good["source"] == str(png) and good["top"][0]["class"] == real_mnist.y_test[0]
+    probabilities = [entry["probability"] for entry in good["top"]]
+    assert len(probabilities) == 3 and probabilities == sorted(probabilities, reverse=True)
+    assert bad == {"source": str(missing), "error": f"{missing}: no such file"}
+    table = _predict_cli("--model", str(trained.export_path), str(png))
+    assert table.returncode == 0 and "seven.png" in table.stdout and "Predictions" in table.stdout
+
+
+@pytest.mark.slow
+def test_cli_model_folder_without_a_model(tmp_path):
+    result = _predict_cli("--model", str(tmp_path), str(tmp_path / "x.png"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "no SavedModel" in errors[0]
