@@ -243,3 +243,44 @@ def test_export_cli_bad_input(tmp_path, args, message):
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and message in errors[0], result.stderr[-2000:]
     assert "Traceback" not in result.stderr and not (tmp_path / "served").exists()
+
+
+@pytest.mark.slow
+def test_scripts_work_with_plain_tensorflow(trained, real_mnist, real_mnist_dir):
+    """The scripts other teams copy: they import only numpy and tensorflow."""
+    scripts = Path(__file__).parents[1] / "scripts"
+    model = str(trained.export_path)
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(scripts / "classify_test_set.py"),
+            "--model",
+            model,
+            "--data",
+            str(real_mnist_dir),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    ).stdout
+    keras_model = keras.saving.load_model(str(trained.run.keras_model))
+    predicted = keras_model.predict(real_mnist.x_test, verbose=0).argmax(axis=1)
+    assert f"accuracy {np.mean(predicted == real_mnist.y_test):.4f}" in out
+    timing = subprocess.run(
+        [
+            sys.executable,
+            str(scripts / "serving_latency.py"),
+            "--model",
+            model,
+            "--calls",
+            "100",
+            "--batch",
+            "1000",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    ).stdout
+    assert "batch 1: median" in timing and "batch 1000:" in timing
