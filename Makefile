@@ -12,7 +12,7 @@ ifneq ($(SHARED_MNIST),)
 export MNIST_KERAS_DATA ?= $(abspath $(SHARED_MNIST))
 endif
 
-.PHONY: train test test-keras2 test-fast lint format clean
+.PHONY: train tune test test-keras2 test-fast lint format clean
 
 # The stamp is rebuilt when pyproject.toml changes, so a dependency edit reinstalls.
 $(VENV)/.installed: pyproject.toml
@@ -30,6 +30,9 @@ $(VENV2)/.installed: pyproject.toml constraints-keras2.txt
 
 train: $(VENV)/.installed
 	$(VENV)/bin/python -m mnist_keras.train $(ARGS)
+
+tune: $(VENV)/.installed
+	$(VENV)/bin/python -m mnist_keras.tune $(ARGS)
 
 test: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)

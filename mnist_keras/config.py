@@ -116,3 +116,49 @@ def read_config(path: Path) -> TrainConfig:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"{path}: not a readable run config ({exc})") from exc
     return TrainConfig.from_dict(values)
+
+
+TUNERS = ("hyperband", "random", "bayesian")
+ROLES = ("standalone", "chief", "worker")
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    """A hyperparameter search; `base` holds the data and training values that are not searched."""
+
+    tuner: str = "hyperband"  # one of TUNERS
+    max_trials: int = 10  # random and bayesian: trials to run (hyperband sizes itself)
+    max_epochs: int = 10  # the most epochs a trial trains, and the final model's epochs
+    executions_per_trial: int = 1  # models trained per trial, their scores averaged
+    patience: int = 2  # early stopping: epochs without a better val_accuracy before a trial ends
+    tune_dropout: bool = False  # also search the dropout rate
+    directory: str = "artifacts/tuning"  # keras-tuner's folder: oracle state, trials, logs
+    project_name: str = "mnist"  # a search's subfolder; rerun the same to resume it
+    overwrite: bool = False  # start over instead of resuming
+    role: str = "standalone"  # standalone, or chief / worker of a distributed search
+    oracle: str | None = None  # HOST:PORT of the chief's oracle (chief and workers)
+    worker_id: str | None = None  # a worker's unique name
+    connect_timeout: float = 60.0  # seconds a worker waits for the chief's oracle
+    base: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+    def validate(self) -> TuneConfig:
+        for name in ("max_trials", "max_epochs", "executions_per_trial", "patience"):
+            _check(getattr(self, name) > 0, name, "must be a positive integer")
+        _check(self.connect_timeout > 0, "connect_timeout", "must be a positive number")
+        _check(self.tuner in TUNERS, "tuner", f"must be one of {', '.join(TUNERS)}")
+        _check(self.role in ROLES, "role", f"must be one of {', '.join(ROLES)}")
+        distributed = self.role != "standalone"
+        _check(distributed == (self.oracle is not None), "oracle", "goes with --role chief|worker")
+        _check(
+            (self.role == "worker") == bool(self.worker_id), "worker_id", "goes with --role worker"
+        )
+        if self.oracle is not None:
+            host, _, port = self.oracle.rpartition(":")
+            _check(
+                bool(host) and port.isdigit(), "oracle", f"must be HOST:PORT, got {self.oracle!r}"
+            )
+        self.base.validate()
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 import keras
@@ -14,6 +15,7 @@ from rich.live import Live
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from mnist_keras.errors import ConfigError
 
@@ -146,3 +148,83 @@ def print_predictions(predictions: list) -> None:
         cells = [f"{c}  {p:6.1%}" for c, p in prediction.top(3)]
         table.add_row(prediction.source, f"[bold]{cells[0]}[/]", *cells[1:])
     console.print(table)
+
+
+class TuneProgress(keras.callbacks.Callback):
+    """Live view of a search: finished trials above the trial in flight and its epochs.
+
+    keras-tuner deep-copies callbacks for every trial; copies share this one display.
+    """
+
+    def __init__(self, max_epochs: int, rows: Callable[[], list]) -> None:
+        super().__init__()
+        self.max_epochs, self.rows = max_epochs, rows
+        self.status = Text("waiting for the first trial")
+        self.live = Live(Group(trials_table(rows()), self.status), console=console)
+
+    def __deepcopy__(self, memo: dict) -> TuneProgress:
+        return self
+
+    def __enter__(self) -> TuneProgress:
+        self.live.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.live.stop()
+        console.print()
+
+    def trial_begun(self, trial: Any) -> None:
+        values = {k: v for k, v in trial.hyperparameters.values.items() if "/" not in k}
+        self.current = f"trial {trial.trial_id} {_fmt_values(values)}"
+        self.status.plain = f"{self.current}: starting"
+
+    def trial_ended(self, trial_id: str) -> None:
+        self.status.plain = f"trial {trial_id} finished"
+        self.live.update(Group(trials_table(self.rows()), self.status))
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        accuracy = (logs or {}).get("val_accuracy", math.nan)
+        epochs = self.params.get("epochs", self.max_epochs)
+        self.status.plain = (
+            f"{self.current}: epoch {epoch + 1}/{epochs}, val_accuracy {accuracy:.4f}"
+        )
+
+
+def _fmt_values(values: dict[str, Any]) -> str:
+    return ", ".join(
+        f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items()
+    )
+
+
+HP_LABELS = {"hidden_units": "hidden", "learning_rate": "learn. rate"}
+
+
+def trials_table(rows: list) -> Table:
+    """Finished trials, best first: rank, hyperparameters, best val_accuracy, epochs, seconds."""
+    names = sorted({name for row in rows for name in row.values})
+    table = Table(title="Trials (best first)", title_justify="left")
+    headers = [HP_LABELS.get(n, n) for n in names]
+    for column in ("rank", "trial", *headers, "val acc", "epochs", "seconds", "ran by"):
+        table.add_column(column, justify="left" if column in ("trial", "ran by") else "right")
+    for rank, row in enumerate(rows, start=1):
+        values = [_fmt_value(row.values.get(n, "-")) for n in names]
+        score = "-" if row.score is None else f"{row.score:.4f}"
+        seconds = "-" if row.seconds is None else f"{row.seconds:.1f}"
+        table.add_row(
+            str(rank),
+            row.trial_id,
+            *values,
+            score,
+            str(row.epochs),
+            seconds,
+            ", ".join(row.ran_by) or "-",
+        )
+    return table
+
+
+def _fmt_value(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def print_trials(rows: list) -> None:
+    console.print(trials_table(rows))

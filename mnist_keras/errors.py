@@ -29,3 +29,7 @@ def first_line(exc: BaseException, limit: int = 200) -> str:
     """A third-party exception as one short line, to quote inside our own error message."""
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text[:limit]
+
+
+class TuneError(MnistKerasError):
+    """A hyperparameter search cannot start or go on (e.g. no chief oracle answers)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import platform
 import shutil
@@ -29,7 +30,7 @@ from mnist_keras.config import (
     resolve_config,
 )
 from mnist_keras.data import Mnist, Split, load_mnist, make_dataset, split_validation
-from mnist_keras.errors import ConfigError, MnistKerasError, RunError
+from mnist_keras.errors import ConfigError, MnistKerasError, RunError, first_line
 from mnist_keras.evaluate import Evaluation, evaluate, log_confusion_image
 from mnist_keras.export import MODEL_NAME, export_saved_model, save_keras_model
 from mnist_keras.model import build_model
@@ -199,8 +200,12 @@ def _finish(
 # TrainConfig fields offered as flags: (value type or choices, metavar, help). --help adds the
 # dataclass default, so each default is written once, in config.py.
 CONFIG_FLAGS: dict[str, tuple[Any, str, str]] = {
-    "data": (str, "PATH", "folder of the four MNIST IDX files, or a .npz "
-             "(default: $MNIST_KERAS_DATA, then the Keras cache, then Keras's download)"),
+    "data": (
+        str,
+        "PATH",
+        "folder of the four MNIST IDX files, or a .npz "
+        "(default: $MNIST_KERAS_DATA, then the Keras cache, then Keras's download)",
+    ),
     "epochs": (int, "N", "passes over the training data"),
     "batch_size": (int, "N", "examples per step"),
     "hidden_units": (int, "N", "hidden layer width"),
@@ -214,12 +219,13 @@ CONFIG_FLAGS: dict[str, tuple[Any, str, str]] = {
     "steps_per_execution": (int, "N", "batches per call into the compiled graph"),
     "train_samples": (int, "N", "use only the first N training images"),
     "test_samples": (int, "N", "evaluate on only the first N test images"),
-}  # fmt: skip
+}
 
 
-def add_config_flags(parser: console.Parser) -> None:
-    """One flag per CONFIG_FLAGS entry, defaulting to None so a preset can fill it."""
-    for field, (kind, metavar, text) in CONFIG_FLAGS.items():
+def add_config_flags(parser: console.Parser, fields: Sequence[str] = tuple(CONFIG_FLAGS)) -> None:
+    """One flag per CONFIG_FLAGS entry in `fields`, defaulting to None so a preset can fill it."""
+    for field in fields:
+        kind, metavar, text = CONFIG_FLAGS[field]
         default = TrainConfig.__dataclass_fields__[field].default
         if default is not None:
             text = f"{text} ({default})"
@@ -250,6 +256,13 @@ def build_parser() -> console.Parser:
         help=f"where new run folders are made ({DEFAULT_RUNS_DIR})",
     )
     p.add_argument(
+        "--hparams",
+        metavar="FILE",
+        type=Path,
+        help="best_hparams.json from mnist_keras.tune: its values replace the preset's; "
+        "flags given here still win",
+    )
+    p.add_argument(
         "--resume",
         metavar="RUN_DIR",
         type=Path,
@@ -265,11 +278,26 @@ def config_from_args(args: Any) -> TrainConfig:
         f: getattr(args, f) for f in CONFIG_FLAGS if f != "data" and getattr(args, f) is not None
     }
     if args.resume is None:
-        return resolve_config(args.preset, data=args.data, **given)
-    if given or args.preset != "default":
+        hparams = read_hparams(args.hparams) if args.hparams else {}
+        return resolve_config(args.preset, data=args.data, **{**hparams, **given})
+    if given or args.preset != "default" or args.hparams:
         raise ConfigError("--resume takes the run's saved configuration; drop the other flags")
     config = read_config(open_run_dir(args.resume).config_json)
     return dataclasses.replace(config, data=args.data or config.data)
+
+
+def read_hparams(path: Path) -> dict[str, Any]:
+    """The TrainConfig values in a best_hparams.json written by `mnist_keras.tune`."""
+    try:
+        values = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"--hparams {path}: not a readable JSON file ({first_line(exc)})"
+        ) from exc
+    fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"data", "preset"}
+    if not isinstance(values, dict) or not fields & set(values):
+        raise ConfigError(f"--hparams {path}: no training values in it (such as hidden_units)")
+    return {k: v for k, v in values.items() if k in fields}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -295,11 +323,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress.live.stop()
         console.print_error("interrupted")
         return 130
-    _print_result(result)
+    print_result(result)
     return 0
 
 
-def _print_result(result: TrainResult) -> None:
+def print_result(result: TrainResult) -> None:
     figures = {
         "test accuracy": result.evaluation.accuracy,
         "test loss": result.evaluation.loss,

@@ -1,0 +1,367 @@
+"""Hyperparameter search with keras-tuner: `python -m mnist_keras.tune`, alone or across machines.
+
+The hypermodel only samples values and calls `build_model`; data, training and export are the
+same code `train` runs. A distributed search is keras-tuner's own: a chief serves the oracle over
+gRPC and workers run trials (`--role chief|worker --oracle HOST:PORT`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import keras
+import keras_tuner as kt
+
+from mnist_keras import console
+from mnist_keras.config import ROLES, TUNERS, TrainConfig, TuneConfig, resolve_config
+from mnist_keras.data import Mnist, load_mnist, make_dataset, split_validation
+from mnist_keras.errors import MnistKerasError, TuneError
+from mnist_keras.model import build_model
+from mnist_keras.runs import DEFAULT_RUNS_DIR, write_json
+from mnist_keras.train import add_config_flags, print_result, run
+
+OBJECTIVE = "val_accuracy"
+TRIAL_LOG = "mnist_keras_runs.jsonl"  # in each trial folder: one line per time the trial ran
+
+
+def sample_config(hp: kt.HyperParameters, base: TrainConfig, tune_dropout: bool) -> TrainConfig:
+    """The search space: hidden width and learning rate (log scale), dropout if asked."""
+    values: dict[str, Any] = {
+        "hidden_units": hp.Int("hidden_units", 32, 1024, sampling="log"),
+        "learning_rate": hp.Float("learning_rate", 1e-4, 1e-1, sampling="log"),
+    }
+    if tune_dropout:
+        values["dropout"] = hp.Float("dropout", 0.0, 0.5, step=0.1)
+    return dataclasses.replace(base, **values)
+
+
+class HyperMnist(kt.HyperModel):
+    """Samples a configuration and builds it with `build_model`; nothing else."""
+
+    def __init__(self, base: TrainConfig, tune_dropout: bool) -> None:
+        super().__init__(name="mnist_mlp")
+        self.base, self.tune_dropout = base, tune_dropout
+
+    def build(self, hp: kt.HyperParameters) -> keras.Model:
+        return build_model(sample_config(hp, self.base, self.tune_dropout))
+
+
+class _TrialLog:
+    """Tuner mixin: time each trial, log who ran it in its folder, and tell an observer."""
+
+    observer: Any = None  # an object with trial_begun(trial) and trial_ended(row), or None
+
+    def on_trial_begin(self, trial: kt.engine.trial.Trial) -> None:
+        super().on_trial_begin(trial)
+        self._trial_start = time.perf_counter()
+        if self.observer is not None:
+            self.observer.trial_begun(trial)
+
+    def run_trial(self, trial: kt.engine.trial.Trial, *args: Any, **kwargs: Any) -> Any:
+        histories = super().run_trial(trial, *args, **kwargs)
+        self._trial_epochs = max(len(h.history.get(OBJECTIVE, [])) for h in histories)
+        return histories
+
+    def on_trial_end(self, trial: kt.engine.trial.Trial) -> None:
+        entry = {
+            "tuner_id": self.tuner_id,
+            "seconds": time.perf_counter() - self._trial_start,
+            "epochs": getattr(self, "_trial_epochs", 0),
+        }
+        log = Path(self.get_trial_dir(trial.trial_id)) / TRIAL_LOG
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("a") as handle:
+            handle.write(json.dumps(entry) + "\n")
+        super().on_trial_end(trial)
+        if self.observer is not None:
+            self.observer.trial_ended(trial.trial_id)
+
+
+TUNER_CLASSES = {
+    "hyperband": kt.Hyperband,
+    "random": kt.RandomSearch,
+    "bayesian": kt.BayesianOptimization,
+}
+
+
+def make_tuner(config: TuneConfig, observer: Any = None) -> kt.Tuner:
+    """The keras-tuner tuner for `config`, resuming its project unless `overwrite`."""
+    base_class = TUNER_CLASSES[config.tuner]
+    tuner_class = type(f"Logged{base_class.__name__}", (_TrialLog, base_class), {})
+    sizes = (
+        {"max_epochs": config.max_epochs, "factor": 3}
+        if config.tuner == "hyperband"
+        else {"max_trials": config.max_trials}
+    )
+    tuner = tuner_class(
+        HyperMnist(config.base, config.tune_dropout),
+        objective=kt.Objective(OBJECTIVE, direction="max"),
+        executions_per_trial=config.executions_per_trial,
+        seed=config.base.seed,
+        directory=config.directory,
+        project_name=config.project_name,
+        overwrite=config.overwrite,
+        **sizes,
+    )
+    tuner.observer = observer
+    return tuner
+
+
+def search(config: TuneConfig, data: Mnist, callbacks: Sequence = (), observer: Any = None):
+    """Run (or resume) the search on the validation split; the test set is not touched."""
+    base = config.base
+    split = split_validation(data.x_train, data.y_train, base.validation_size, base.seed)
+    keras.utils.set_random_seed(base.seed)
+    tuner = make_tuner(config, observer)
+    project = Path(config.directory) / config.project_name
+    tuner.search(
+        make_dataset(split.x_train, split.y_train, base.batch_size, base.seed),
+        validation_data=make_dataset(split.x_val, split.y_val, base.batch_size),
+        epochs=config.max_epochs,
+        callbacks=[
+            keras.callbacks.EarlyStopping(OBJECTIVE, patience=config.patience, mode="max"),
+            keras.callbacks.TensorBoard(str(project / "tensorboard")),  # + HParams, per trial
+            *callbacks,
+        ],
+        shuffle=False,  # the dataset shuffles, seeded
+        verbose=0,
+    )
+    return tuner
+
+
+@dataclass(frozen=True)
+class TrialRow:
+    trial_id: str
+    status: str
+    values: dict[str, Any]
+    score: float | None  # best validation accuracy
+    epochs: int  # epochs the trial trained (early stopping may cut it short); 0 if unknown
+    seconds: float | None
+    ran_by: tuple[str, ...]  # tuner ids, one per time the trial ran
+
+
+def trial_rows(project: Path) -> list[TrialRow]:
+    """Every trial on disk (resumed searches included), best first."""
+    rows = [_trial_row(path.parent) for path in sorted(project.glob("trial_*/trial.json"))]
+    return sorted(rows, key=lambda r: (r.score is None, -(r.score or 0.0), r.trial_id))
+
+
+def _trial_row(folder: Path) -> TrialRow:
+    record = json.loads((folder / "trial.json").read_text())
+    log = folder / TRIAL_LOG
+    entries = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    return TrialRow(
+        trial_id=record["trial_id"],
+        status=record["status"],
+        values={
+            k: v
+            for k, v in record["hyperparameters"]["values"].items()
+            if not k.startswith("tuner/")
+        },
+        score=record.get("score"),
+        epochs=max((e.get("epochs", 0) for e in entries), default=0),
+        seconds=sum(e["seconds"] for e in entries) if entries else None,
+        ran_by=tuple(e["tuner_id"] for e in entries),
+    )
+
+
+def best_hparams(tuner: kt.Tuner, config: TuneConfig) -> dict[str, Any]:
+    """The best trial's values, in TrainConfig's names, for `train --hparams`."""
+    (trial,) = tuner.oracle.get_best_trials(1)
+    values = {k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")}
+    return {
+        **values,
+        "epochs": config.max_epochs,
+        "val_accuracy": trial.score,
+        "trial_id": trial.trial_id,
+    }
+
+
+def final_config(config: TuneConfig, hparams: dict[str, Any]) -> TrainConfig:
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    return dataclasses.replace(config.base, **{k: v for k, v in hparams.items() if k in fields})
+
+
+def train_best(config: TuneConfig, data: Mnist, runs_dir: Path, tuner: kt.Tuner, callbacks=()):
+    """Write best_hparams.json, then train, evaluate and export that configuration."""
+    hparams = best_hparams(tuner, config)
+    write_json(Path(config.directory) / config.project_name / "best_hparams.json", hparams)
+    return hparams, run(final_config(config, hparams), runs_dir, datasets=data, callbacks=callbacks)
+
+
+def distributed_environment(config: TuneConfig) -> dict[str, str]:
+    """The variables keras-tuner reads to run as chief or worker; none when standalone."""
+    if config.role == "standalone":
+        return {}
+    host, _, port = config.oracle.rpartition(":")
+    tuner_id = "chief" if config.role == "chief" else config.worker_id
+    return {
+        "KERASTUNER_TUNER_ID": tuner_id,
+        "KERASTUNER_ORACLE_IP": host,
+        "KERASTUNER_ORACLE_PORT": port,
+    }
+
+
+def wait_for_oracle(address: str, timeout: float) -> None:
+    """Block until the chief's oracle answers; keras-tuner's own client would wait an hour."""
+    channel = grpc.insecure_channel(address)
+    try:
+        grpc.channel_ready_future(channel).result(timeout=timeout)
+    except grpc.FutureTimeoutError as exc:
+        raise TuneError(
+            f"--oracle {address}: no chief answered within {timeout:g} s "
+            "(start the chief first, or raise --connect-timeout)"
+        ) from exc
+    finally:
+        channel.close()
+
+
+def build_parser() -> console.Parser:
+    p = console.Parser(prog="python -m mnist_keras.tune", description=__doc__.splitlines()[0])
+    d = TuneConfig
+    p.add_argument("--tuner", choices=TUNERS, default=d.tuner, help=f"search strategy ({d.tuner})")
+    p.add_argument(
+        "--max-trials",
+        type=int,
+        metavar="N",
+        default=d.max_trials,
+        help=f"trials for random and bayesian ({d.max_trials}); hyperband sizes itself",
+    )
+    p.add_argument(
+        "--max-epochs",
+        type=int,
+        metavar="N",
+        default=d.max_epochs,
+        help=f"most epochs per trial, and the final model's epochs ({d.max_epochs})",
+    )
+    p.add_argument(
+        "--executions-per-trial",
+        type=int,
+        metavar="N",
+        default=1,
+        help="models trained per trial, scores averaged (1)",
+    )
+    p.add_argument(
+        "--patience",
+        type=int,
+        metavar="N",
+        default=d.patience,
+        help=f"early stopping inside a trial ({d.patience} epochs)",
+    )
+    p.add_argument("--tune-dropout", action="store_true", help="search the dropout rate too")
+    p.add_argument(
+        "--directory",
+        default=d.directory,
+        metavar="DIR",
+        help=f"keras-tuner's folder ({d.directory})",
+    )
+    p.add_argument(
+        "--project-name",
+        default=d.project_name,
+        metavar="NAME",
+        help=f"the search's subfolder; the same name resumes it ({d.project_name})",
+    )
+    p.add_argument("--overwrite", action="store_true", help="start the search over")
+    p.add_argument(
+        "--role",
+        choices=ROLES,
+        default="standalone",
+        help="standalone, or chief / worker of a distributed search",
+    )
+    p.add_argument("--oracle", metavar="HOST:PORT", help="the chief's oracle address")
+    p.add_argument("--worker-id", metavar="NAME", help="a worker's unique name")
+    p.add_argument(
+        "--connect-timeout",
+        type=float,
+        metavar="S",
+        default=d.connect_timeout,
+        help=f"seconds a worker waits for the chief ({d.connect_timeout:g})",
+    )
+    p.add_argument(
+        "--runs-dir",
+        type=Path,
+        default=DEFAULT_RUNS_DIR,
+        metavar="DIR",
+        help=f"where the final training run goes ({DEFAULT_RUNS_DIR})",
+    )
+    add_config_flags(p, SHARED_FLAGS)
+    return p
+
+
+# The training flags a search shares with `train`; the searched ones are not among them.
+SHARED_FLAGS = (
+    "data",
+    "seed",
+    "batch_size",
+    "dropout",
+    "validation_size",
+    "train_samples",
+    "test_samples",
+    "steps_per_execution",
+)
+
+
+def config_from_args(args: Any) -> TuneConfig:
+    shared = {f: getattr(args, f) for f in SHARED_FLAGS}
+    names = (
+        "tuner",
+        "max_trials",
+        "max_epochs",
+        "executions_per_trial",
+        "patience",
+        "tune_dropout",
+        "directory",
+        "project_name",
+        "overwrite",
+        "role",
+        "oracle",
+        "worker_id",
+        "connect_timeout",
+    )
+    return TuneConfig(
+        base=resolve_config(**shared), **{n: getattr(args, n) for n in names}
+    ).validate()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        config = config_from_args(args)
+        return _run_cli(config, args.runs_dir)
+    except MnistKerasError as exc:
+        console.print_error(str(exc))
+        return 2
+    except KeyboardInterrupt:
+        console.print_error("interrupted; rerun the same command to resume the search")
+        return 130
+
+
+def _run_cli(config: TuneConfig, runs_dir: Path) -> int:
+    os.environ.update(distributed_environment(config))
+    if config.role == "worker":
+        wait_for_oracle(config.oracle, config.connect_timeout)
+    data = load_mnist(config.base.data).head(config.base.train_samples, config.base.test_samples)
+    project = Path(config.directory) / config.project_name
+    display = console.TuneProgress(config.max_epochs, lambda: trial_rows(project))
+    with display:
+        tuner = search(config, data, callbacks=[display], observer=display)
+    console.print_trials(trial_rows(project))
+    if config.role == "worker":
+        return 0
+    hparams, result = train_best(config, data, runs_dir, tuner, [console.FitProgress()])
+    console.print_config(hparams, "Best hyperparameters")
+    print_result(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,260 @@
+"""keras-tuner search: the space, a tiny search end to end, resume, --hparams, distribution."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras_tuner as kt
+import numpy as np
+import pytest
+from conftest import synthetic_mnist, write_idx_folder
+
+from mnist_keras.config import TrainConfig, TuneConfig
+from mnist_keras.errors import TuneError
+from mnist_keras.train import build_parser as train_parser
+from mnist_keras.train import config_from_args as train_config_from_args
+from mnist_keras.tune import (
+    HyperMnist,
+    distributed_environment,
+    search,
+    train_best,
+    trial_rows,
+    wait_for_oracle,
+)
+
+
+def test_search_space_bounds_log_sampling_and_build_model():
+    hp = kt.HyperParameters()
+    HyperMnist(TrainConfig(), tune_dropout=True).build(hp)  # registers the space
+    space = {item.name: item for item in hp.space}
+    assert set(space) == {"hidden_units", "learning_rate", "dropout"}
+    units = [space["hidden_units"].random_sample(seed) for seed in range(400)]
+    rates = [space["learning_rate"].random_sample(seed) for seed in range(400)]
+    assert min(units) >= 32 and max(units) <= 1024
+    assert min(rates) >= 1e-4 and max(rates) <= 1e-1
+    # Log sampling: about half the draws fall below the geometric middle (a linear draw: 14%).
+    assert 0.35 < np.mean(np.array(units) < np.sqrt(32 * 1024)) < 0.65
+    assert 0.35 < np.mean(np.array(rates) < np.sqrt(1e-4 * 1e-1)) < 0.65
+    hp.values.update(hidden_units=77, learning_rate=0.02, dropout=0.3)
+    model = HyperMnist(TrainConfig(), tune_dropout=True).build(hp)
+    assert model.get_layer("hidden").units == 77
+    assert model.get_layer("dropout").rate == pytest.approx(0.3)
+    assert float(np.asarray(model.optimizer.learning_rate)) == pytest.approx(0.02)
+
+
+def _config(tmp_path: Path, **overrides) -> TuneConfig:
+    base = TrainConfig(validation_size=100, batch_size=64, seed=3)
+    values = dict(tuner="random", max_trials=3, max_epochs=2, directory=str(tmp_path / "tuning"))
+    return TuneConfig(base=base, **{**values, **overrides}).validate()
+
+
+class Observer:
+    def __init__(self) -> None:
+        self.begun: list[str] = []
+
+    def trial_begun(self, trial) -> None:
+        self.begun.append(trial.trial_id)
+
+    def trial_ended(self, trial_id: str) -> None:
+        pass
+
+
+def test_tiny_search_trains_the_best_and_resumes_without_rerunning(tmp_path, tiny):
+    config = _config(tmp_path)
+    first = Observer()
+    tuner = search(config, tiny, observer=first)
+    project = Path(config.directory) / config.project_name
+    rows = trial_rows(project)
+    assert len(rows) == 3 and len(first.begun) == 3
+    assert all(row.status == "COMPLETED" and row.ran_by == ("tuner0",) for row in rows)
+    assert [r.score for r in rows] == sorted((r.score for r in rows), reverse=True)
+    assert all(1 <= row.epochs <= 2 and row.seconds > 0 for row in rows)
+
+    hparams, result = train_best(config, tiny, tmp_path / "runs", tuner)
+    saved = json.loads((project / "best_hparams.json").read_text())
+    assert saved == json.loads(json.dumps(hparams))
+    assert saved["hidden_units"] == rows[0].values["hidden_units"]
+    assert result.config.hidden_units == saved["hidden_units"]
+    assert (result.export_path / "saved_model.pb").is_file()
+
+    again = Observer()
+    search(config, tiny, observer=again)  # the same command again
+    assert again.begun == []
+    assert [r.ran_by for r in trial_rows(project)] == [("tuner0",)] * 3
+
+    args = train_parser().parse_args(["--hparams", str(project / "best_hparams.json")])
+    reproduced = train_config_from_args(args)
+    assert (reproduced.hidden_units, reproduced.learning_rate, reproduced.epochs) == (
+        saved["hidden_units"],
+        saved["learning_rate"],
+        saved["epochs"],
+    )
+
+
+def test_hparams_flags_still_win(tmp_path):
+    path = tmp_path / "best.json"
+    path.write_text(json.dumps({"hidden_units": 99, "learning_rate": 0.01, "epochs": 4}))
+    args = train_parser().parse_args(["--hparams", str(path), "--epochs", "2"])
+    config = train_config_from_args(args)
+    assert (config.hidden_units, config.learning_rate, config.epochs) == (99, 0.01, 2)
+
+
+def test_distributed_environment():
+    chief = TuneConfig(role="chief", oracle="127.0.0.1:8000").validate()
+    worker = TuneConfig(role="worker", oracle="10.0.0.5:9", worker_id="w1").validate()
+    assert distributed_environment(TuneConfig()) == {}
+    assert distributed_environment(chief) == {
+        "KERASTUNER_TUNER_ID": "chief",
+        "KERASTUNER_ORACLE_IP": "127.0.0.1",
+        "KERASTUNER_ORACLE_PORT": "8000",
+    }
+    assert distributed_environment(worker)["KERASTUNER_TUNER_ID"] == "w1"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_worker_without_chief_gives_up_in_time():
+    start = time.monotonic()
+    with pytest.raises(TuneError, match="no chief answered within 1 s"):
+        wait_for_oracle(f"127.0.0.1:{_free_port()}", timeout=1)
+    assert time.monotonic() - start < 10
+
+
+def _tune(*args: str, cwd: Path, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "mnist_keras.tune", *args],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+@pytest.mark.slow
+def test_chief_and_two_workers_share_the_trials(tmp_path):
+    data = write_idx_folder(tmp_path / "data", synthetic_mnist(n_train=600, n_test=100))
+    oracle = f"127.0.0.1:{_free_port()}"
+    common = [
+        "--data",
+        str(data),
+        "--tuner",
+        "random",
+        "--max-trials",
+        "4",
+        "--max-epochs",
+        "1",
+        "--validation-size",
+        "100",
+        "--directory",
+        "tuning",
+        "--runs-dir",
+        "runs",
+    ]
+    procs = [_tune(*common, "--role", "chief", "--oracle", oracle, cwd=tmp_path)]
+    procs += [
+        _tune(
+            *common,
+            "--role",
+            "worker",
+            "--oracle",
+            oracle,
+            "--worker-id",
+            name,
+            "--connect-timeout",
+            "120",
+            cwd=tmp_path,
+        )
+        for name in ("w1", "w2")
+    ]
+    try:
+        outputs = [proc.communicate(timeout=300)[0] for proc in procs]
+    finally:
+        for proc in procs:  # every process ends with the test, whatever happened
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
+    assert [proc.returncode for proc in procs] == [0, 0, 0], "\n".join(o[-2000:] for o in outputs)
+    rows = trial_rows(tmp_path / "tuning" / "mnist")
+    assert len(rows) == 4 and all(row.status == "COMPLETED" for row in rows)
+    assert all(len(row.ran_by) == 1 for row in rows)  # no trial ran twice
+    assert {row.ran_by[0] for row in rows} == {"w1", "w2"}  # both workers ran trials
+    (run_dir,) = (tmp_path / "runs").iterdir()  # only the chief trained and exported the best
+    assert (run_dir / "export" / "mnist" / "1" / "saved_model.pb").is_file()
+
+
+def _tune_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "mnist_keras.tune", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--max-trials", "0"], "--max-trials must be a positive integer"),
+        (["--max-epochs", "-1"], "--max-epochs must be a positive integer"),
+        (["--tuner", "grid"], "--tuner: invalid choice"),
+        (["--role", "worker"], "--oracle goes with --role chief|worker"),
+        (["--role", "chief", "--oracle", "nohost"], "--oracle must be HOST:PORT"),
+        (
+            [
+                "--role",
+                "worker",
+                "--oracle",
+                "127.0.0.1:1",
+                "--worker-id",
+                "w",
+                "--connect-timeout",
+                "1",
+            ],
+            "no chief answered within 1 s",
+        ),
+        (["--data", "/nonexistent"], "/nonexistent: no such file or folder"),
+    ],
+)
+def test_cli_bad_input(tmp_path, args, message):
+    result = _tune_cli("--directory", "tuning", "--runs-dir", "runs", *args, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "tuning").exists() and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "content, message",
+    [(None, "not a readable JSON file"), ("[1, 2]", "no training values"), ("{", "not a readable")],
+)
+def test_train_hparams_file_errors(tmp_path, content, message):
+    path = tmp_path / "best.json"
+    if content is not None:
+        path.write_text(content)
+    result = subprocess.run(
+        [sys.executable, "-m", "mnist_keras.train", "--hparams", str(path), "--runs-dir", "runs"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0] and "--hparams" in errors[0]
+    assert not (tmp_path / "runs").exists()
