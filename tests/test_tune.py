@@ -14,7 +14,7 @@ from pathlib import Path
 import keras_tuner as kt
 import numpy as np
 import pytest
-from conftest import synthetic_mnist, write_idx_folder
+from conftest import synthetic_mnist, tensorboard_tags, write_idx_folder
 
 from mnist_keras.config import TrainConfig, TuneConfig
 from mnist_keras.errors import TuneError
@@ -76,6 +76,10 @@ def test_tiny_search_trains_the_best_and_resumes_without_rerunning(tmp_path, tin
     assert all(row.status == "COMPLETED" and row.ran_by == ("tuner0",) for row in rows)
     assert [r.score for r in rows] == sorted((r.score for r in rows), reverse=True)
     assert all(1 <= row.epochs <= 2 and row.seconds > 0 for row in rows)
+    for row in rows:  # the HParams dashboard gets every trial
+        logs = project / "tensorboard" / row.trial_id / "execution0"
+        assert "_hparams_/session_start_info" in tensorboard_tags(logs)
+        assert "epoch_accuracy" in tensorboard_tags(logs / "validation")
 
     hparams, result = train_best(config, tiny, tmp_path / "runs", tuner)
     saved = json.loads((project / "best_hparams.json").read_text())
