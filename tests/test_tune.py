@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -100,6 +101,10 @@ def test_tiny_search_trains_the_best_and_resumes_without_rerunning(tmp_path, tin
         saved["learning_rate"],
         saved["epochs"],
     )
+
+    fresh = Observer()
+    search(dataclasses.replace(config, overwrite=True, max_trials=1), tiny, observer=fresh)
+    assert len(fresh.begun) == 1 and len(trial_rows(project)) == 1  # --overwrite starts over
 
 
 def test_hparams_flags_still_win(tmp_path):
