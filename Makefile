@@ -12,7 +12,7 @@ ifneq ($(SHARED_MNIST),)
 export MNIST_KERAS_DATA ?= $(abspath $(SHARED_MNIST))
 endif
 
-.PHONY: train tune test test-keras2 test-fast lint format clean
+.PHONY: train tune bench test test-keras2 test-fast lint format clean
 
 # The stamp is rebuilt when pyproject.toml changes, so a dependency edit reinstalls.
 $(VENV)/.installed: pyproject.toml
@@ -30,6 +30,11 @@ $(VENV2)/.installed: pyproject.toml constraints-keras2.txt
 
 train: $(VENV)/.installed
 	$(VENV)/bin/python -m mnist_keras.train $(ARGS)
+
+# The benchmark installs PyTorch (the bench extra) on first use; the tests never need it.
+bench: $(VENV)/.installed
+	$(VENV)/bin/python -c "import torch" 2>/dev/null || $(VENV)/bin/python -m pip install --quiet -e '.[dev,bench]'
+	$(VENV)/bin/python -m mnist_keras.bench $(ARGS)
 
 tune: $(VENV)/.installed
 	$(VENV)/bin/python -m mnist_keras.tune $(ARGS)

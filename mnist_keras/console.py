@@ -228,3 +228,62 @@ def _fmt_value(value: Any) -> str:
 
 def print_trials(rows: list) -> None:
     console.print(trials_table(rows))
+
+
+def status(text: str):
+    """A spinner with a line of text, for long work with no natural progress count."""
+    return console.status(text)
+
+
+def print_bench(report: dict[str, Any]) -> None:
+    """The benchmark's training table (ratios to the package's path) and inference figures."""
+    table = Table(title="Training, steady state (first epoch excluded)", title_justify="left")
+    columns = (
+        "way to train",
+        "hidden",
+        "batch",
+        "samples/s",
+        "vs package",
+        "warm-up s",
+        "test acc",
+        "of ceiling",
+    )
+    for column in columns:
+        table.add_column(column, justify="left" if column == "way to train" else "right")
+    for row in report["training"]:
+        if row["skipped"]:
+            table.add_row(
+                row["peer"],
+                str(row["hidden"]),
+                str(row["batch"]),
+                f"[dim]skipped: {row['skipped']}[/]",
+                "",
+                "",
+                "",
+                "",
+            )
+            continue
+        table.add_row(
+            row["peer"],
+            str(row["hidden"]),
+            str(row["batch"]),
+            f"{row['samples_per_second']:,.0f}",
+            f"{row['ratio_to_package']:.2f}x",
+            f"{row['warmup_seconds']:.2f}",
+            f"{row['test_accuracy']:.4f}",
+            f"{row['fraction_of_ceiling']:.1%}",
+        )
+    console.print(table, width=max(console.width, 120))  # rows must not fold
+    figures = Table(title="Other figures", show_header=False, title_justify="left")
+    for shape, gflops in report["ceiling_gflops"].items():
+        figures.add_row(f"matmul ceiling {shape} (GFLOP/s)", f"{gflops:,.1f}")
+    to_98 = report["time_to_98"]
+    figures.add_row(
+        "time to 98% test accuracy (default config)",
+        f"{to_98['seconds']} s" if to_98["seconds"] else "not reached",
+    )
+    for name, values in report["inference"].items():
+        for key, value in values.items():
+            figures.add_row(f"{name} {key}", f"{value:,.3f}" if isinstance(value, float) else value)
+    figures.add_row("peak memory (MB)", f"{report['peak_memory_mb']:,.0f}")
+    console.print(figures)

@@ -1,0 +1,478 @@
+"""Benchmarks against peers: `python -m mnist_keras.bench` (also `make bench`).
+
+Everything runs in one process, one after another, so the figures compare as ratios. Peers that
+are not installed (PyTorch, scikit-learn) are reported as skipped. The TF1 graph loop is the
+tutorial this package replaces, kept as the historical reference: the only `tf.compat.v1` here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import resource
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mnist_keras import console
+from mnist_keras.callbacks import EpochTimer
+from mnist_keras.config import TrainConfig
+from mnist_keras.data import Mnist, load_mnist, make_dataset
+from mnist_keras.errors import ConfigError, MnistKerasError
+from mnist_keras.export import SIGNATURE, export_saved_model
+from mnist_keras.model import build_model
+from mnist_keras.runs import write_json
+
+SHAPES = ((64, 100), (128, 128))  # (hidden units, batch size)
+LEARNING_RATE = 1e-3  # Adam, for every peer but the TF1 reference (SGD 0.1, as the tutorial)
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    data: str | None = None  # as train's --data
+    epochs: int = 3  # epochs per timed run; the first (tracing, warm-up) is reported apart
+    repeats: int = 3  # runs per figure; the median is reported
+    train_samples: int | None = None  # a slice, for a quick check
+    latency_calls: int = 1000  # batch-1 calls timed for the latency percentiles
+    out_dir: str = "artifacts/bench"
+    seed: int = 42
+
+    def validate(self) -> BenchConfig:
+        if self.epochs < 2 or self.repeats < 1 or self.latency_calls < 100:
+            raise ConfigError("--epochs must be at least 2, --repeats 1, --latency-calls 100")
+        return self
+
+
+@dataclass(frozen=True)
+class TrainingFigure:
+    peer: str
+    hidden: int
+    batch: int
+    samples_per_second: float | None  # steady state: median over repeats, first epoch excluded
+    warmup_seconds: float | None  # the first epoch: tracing, graph building, caches
+    test_accuracy: float | None
+    skipped: str | None = None  # why there is no figure
+
+
+@dataclass(frozen=True)
+class EpochRun:
+    """One timed training run: seconds of each epoch, and the test accuracy at the end."""
+
+    seconds: list[float]
+    accuracy: float
+
+
+# --- the peers: each trains 784-H-10 (ReLU, softmax) for `epochs` and returns an EpochRun ---
+
+
+def package_path(data: Mnist, hidden: int, batch: int, epochs: int) -> EpochRun:
+    """This package's training path: build_model + the tf.data pipeline + fit."""
+    config = TrainConfig(hidden_units=hidden, batch_size=batch, dropout=0.0)
+    model = build_model(config)
+    timer = EpochTimer()
+    dataset = make_dataset(data.x_train, data.y_train, batch, shuffle_seed=0)
+    model.fit(dataset, epochs=epochs, callbacks=[timer], shuffle=False, verbose=0)
+    return EpochRun(timer.seconds, _accuracy(model, data))
+
+
+def keras_numpy_defaults(data: Mnist, hidden: int, batch: int, epochs: int) -> EpochRun:
+    """Keras fit on NumPy arrays with every default (steps_per_execution 1)."""
+    model = build_model(TrainConfig(hidden_units=hidden, dropout=0.0, steps_per_execution=1))
+    timer = EpochTimer()
+    model.fit(
+        data.x_train, data.y_train, batch_size=batch, epochs=epochs, callbacks=[timer], verbose=0
+    )
+    return EpochRun(timer.seconds, _accuracy(model, data))
+
+
+def _accuracy(model: keras.Model, data: Mnist) -> float:
+    probabilities = model.predict(data.x_test, batch_size=1000, verbose=0)
+    return float(np.mean(probabilities.argmax(axis=1) == data.y_test))
+
+
+def raw_tf_loop(data: Mnist, hidden: int, batch: int, epochs: int) -> EpochRun:
+    """Plain TF2: variables, GradientTape and Adam by hand, one tf.function per whole epoch."""
+    rng = tf.random.Generator.from_seed(0)
+    shapes = [(784, hidden), (hidden,), (hidden, 10), (10,)]
+    params = [
+        tf.Variable(rng.normal(s) * (np.sqrt(2 / s[0]) if len(s) == 2 else 0.0)) for s in shapes
+    ]
+    slots = [[tf.Variable(tf.zeros_like(p)) for p in params] for _ in range(2)]
+    step = tf.Variable(0.0)
+    x = tf.constant(data.x_train.reshape(-1, 784))
+    y = tf.constant(data.y_train.astype(np.int64))
+    steps = len(data.x_train) // batch
+
+    def forward(images: tf.Tensor) -> tf.Tensor:
+        hidden_out = tf.nn.relu(tf.cast(images, tf.float32) / 255.0 @ params[0] + params[1])
+        return hidden_out @ params[2] + params[3]
+
+    @tf.function
+    def epoch(order: tf.Tensor) -> None:
+        for i in tf.range(steps):
+            idx = order[i * batch : (i + 1) * batch]
+            with tf.GradientTape() as tape:
+                logits = forward(tf.gather(x, idx))
+                loss = tf.reduce_mean(
+                    tf.nn.sparse_softmax_cross_entropy_with_logits(tf.gather(y, idx), logits)
+                )
+            _adam(params, tape.gradient(loss, params), slots, step)
+
+    seconds = []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        epoch(tf.random.shuffle(tf.range(len(data.x_train)), seed=0))
+        seconds.append(time.perf_counter() - start)
+    logits = forward(tf.constant(data.x_test.reshape(-1, 784)))
+    return EpochRun(seconds, float(np.mean(logits.numpy().argmax(axis=1) == data.y_test)))
+
+
+def _adam(params, grads, slots, step, beta1=0.9, beta2=0.999, eps=1e-7) -> None:
+    step.assign_add(1.0)
+    scale = LEARNING_RATE * tf.sqrt(1 - beta2**step) / (1 - beta1**step)
+    for p, g, m, v in zip(params, grads, slots[0], slots[1], strict=True):
+        m.assign(beta1 * m + (1 - beta1) * g)
+        v.assign(beta2 * v + (1 - beta2) * g * g)
+        p.assign_sub(scale * m / (tf.sqrt(v) + eps))
+
+
+def torch_eager(data: Mnist, hidden: int, batch: int, epochs: int) -> EpochRun:
+    """PyTorch's eager loop on the CPU with this machine's threads."""
+    import torch
+
+    torch.manual_seed(0)
+    model = _torch_mlp(hidden)
+    optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
+    x = torch.from_numpy(data.x_train.reshape(-1, 784)).float() / 255.0
+    y = torch.from_numpy(data.y_train.astype(np.int64))
+    seconds = []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        order = torch.randperm(len(x))
+        for i in range(0, len(x), batch):
+            idx = order[i : i + batch]
+            loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        seconds.append(time.perf_counter() - start)
+    with torch.no_grad():
+        logits = model(torch.from_numpy(data.x_test.reshape(-1, 784)).float() / 255.0)
+    return EpochRun(seconds, float((logits.argmax(1).numpy() == data.y_test).mean()))
+
+
+def _torch_mlp(hidden: int):
+    import torch
+
+    return torch.nn.Sequential(
+        torch.nn.Linear(784, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 10)
+    )
+
+
+def sklearn_mlp(data: Mnist, hidden: int, batch: int, epochs: int) -> EpochRun:
+    """scikit-learn's MLPClassifier, one epoch per warm-started fit."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    mlp = MLPClassifier(
+        hidden_layer_sizes=(hidden,),
+        batch_size=batch,
+        max_iter=1,
+        warm_start=True,
+        learning_rate_init=LEARNING_RATE,
+        random_state=0,
+    )
+    x = data.x_train.reshape(-1, 784) / 255.0
+    seconds = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for _ in range(epochs):
+            start = time.perf_counter()
+            mlp.fit(x, data.y_train)
+            seconds.append(time.perf_counter() - start)
+    return EpochRun(seconds, float(mlp.score(data.x_test.reshape(-1, 784) / 255.0, data.y_test)))
+
+
+def tf1_graph_loop(data: Mnist, hidden: int, batch: int, epochs: int) -> EpochRun:
+    """The TF1 tutorial as written: placeholders, N(0, 1) weights, SGD 0.1, a Session loop."""
+    v1 = tf.compat.v1
+    graph = tf.Graph()
+    with graph.as_default():
+        images = v1.placeholder(tf.float32, [None, 784])
+        labels = v1.placeholder(tf.int64, [None])
+        w1, b1 = (
+            tf.Variable(v1.random_normal([784, hidden])),
+            tf.Variable(v1.random_normal([hidden])),
+        )
+        w2, b2 = tf.Variable(v1.random_normal([hidden, 10])), tf.Variable(v1.random_normal([10]))
+        logits = tf.nn.relu(images @ w1 + b1) @ w2 + b2
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+        train_op = v1.train.GradientDescentOptimizer(0.1).minimize(loss)
+        init = v1.global_variables_initializer()
+    x = data.x_train.reshape(-1, 784).astype(np.float32) / 255.0
+    rng = np.random.default_rng(0)
+    seconds = []
+    with v1.Session(graph=graph) as session:
+        session.run(init)
+        for _ in range(epochs):
+            start = time.perf_counter()
+            order = rng.permutation(len(x))
+            for i in range(0, len(x) - batch + 1, batch):
+                idx = order[i : i + batch]
+                session.run(train_op, {images: x[idx], labels: data.y_train[idx]})
+            seconds.append(time.perf_counter() - start)
+        test = session.run(logits, {images: data.x_test.reshape(-1, 784) / 255.0})
+    return EpochRun(seconds, float(np.mean(test.argmax(axis=1) == data.y_test)))
+
+
+Peer = Callable[[Mnist, int, int, int], EpochRun]
+PEERS: dict[str, tuple[Peer, str | None]] = {  # name -> (trainer, module it needs)
+    "mnist_keras (package path)": (package_path, None),
+    "keras fit, NumPy, defaults": (keras_numpy_defaults, None),
+    "raw TF2 loop, epoch in tf.function": (raw_tf_loop, None),
+    "PyTorch eager": (torch_eager, "torch"),
+    "scikit-learn MLPClassifier": (sklearn_mlp, "sklearn"),
+    "TF1 graph loop (tutorial)": (tf1_graph_loop, None),
+}
+PACKAGE = "mnist_keras (package path)"
+
+
+def measure_training(name: str, data: Mnist, hidden: int, batch: int, config: BenchConfig):
+    """Median steady-state samples per second over `repeats` runs of one peer."""
+    trainer, module = PEERS[name]
+    if module and importlib.util.find_spec(module) is None:
+        return TrainingFigure(name, hidden, batch, None, None, None, f"{module} not installed")
+    runs = []
+    for repeat in range(config.repeats):
+        keras.utils.set_random_seed(config.seed + repeat)
+        runs.append(trainer(data, hidden, batch, config.epochs))
+    steady = [len(data.x_train) * (len(r.seconds) - 1) / sum(r.seconds[1:]) for r in runs]
+    return TrainingFigure(
+        name,
+        hidden,
+        batch,
+        statistics.median(steady),
+        statistics.median(r.seconds[0] for r in runs),
+        statistics.median(r.accuracy for r in runs),
+    )
+
+
+def matmul_ceiling_gflops(hidden: int, batch: int, seconds: float = 1.0) -> float:
+    """Sustained float32 GFLOP/s of the MLP's largest matrix product, in TensorFlow."""
+    a = tf.random.normal((batch, 784))
+    w = tf.random.normal((784, hidden))
+
+    @tf.function
+    def products(n: tf.Tensor) -> tf.Tensor:
+        total = tf.zeros((batch, hidden))
+        for _ in tf.range(n):
+            total += a @ w
+        return total
+
+    products(tf.constant(10)).numpy()
+    n, elapsed = 100, 0.0
+    while elapsed < seconds:
+        n *= 2
+        start = time.perf_counter()
+        products(tf.constant(n)).numpy()
+        elapsed = time.perf_counter() - start
+    return 2 * batch * 784 * hidden * n / elapsed / 1e9
+
+
+def flops_per_sample(hidden: int) -> float:
+    """Forward and backward of 784-H-10: about 6 multiply-adds-as-2-FLOPs per weight."""
+    return 6 * (784 * hidden + 10 * hidden)
+
+
+def time_to_accuracy(data: Mnist, target: float, seed: int) -> dict[str, Any]:
+    """Seconds of training (default configuration) until the test accuracy first reaches target.
+
+    A benchmark-only peek at the test set after every epoch; training itself never does this.
+    """
+    config = TrainConfig(seed=seed)
+    keras.utils.set_random_seed(seed)
+    model = build_model(config)
+    dataset = make_dataset(data.x_train, data.y_train, config.batch_size, shuffle_seed=seed)
+    spent, reached = 0.0, None
+    for epoch in range(1, config.epochs + 1):
+        start = time.perf_counter()
+        model.fit(dataset, epochs=1, shuffle=False, verbose=0)
+        spent += time.perf_counter() - start
+        accuracy = _accuracy(model, data)
+        if accuracy >= target:
+            reached = {"epoch": epoch, "test_accuracy": accuracy}
+            break
+    return {
+        "target": target,
+        "seconds": round(spent, 2) if reached else None,
+        "reached": reached,
+        "max_epochs": config.epochs,
+    }
+
+
+def measure_inference(data: Mnist, calls: int, repeats: int) -> dict[str, Any]:
+    """The exported SavedModel under tf.saved_model.load, beside PyTorch eager inference."""
+    model = build_model(TrainConfig(hidden_units=128))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = export_saved_model(model, Path(tmp) / "mnist")
+        serve = tf.saved_model.load(str(path)).signatures[SIGNATURE]
+        one, many = tf.constant(data.x_test[:1]), tf.constant(_batch_of(data.x_test, 10000))
+        saved_model = _latency_and_throughput(
+            lambda x: serve(images=x)["classes"].numpy(), one, many, calls, repeats
+        )
+    figures = {"savedmodel": saved_model}
+    if importlib.util.find_spec("torch") is None:
+        figures["torch_eager"] = {"skipped": "torch not installed"}
+    else:
+        figures["torch_eager"] = _torch_inference(data, calls, repeats)
+    return figures
+
+
+def _batch_of(x: np.ndarray, n: int) -> np.ndarray:
+    return np.resize(x, (n, *x.shape[1:]))
+
+
+def _latency_and_throughput(fn, one, many, calls: int, repeats: int) -> dict[str, float]:
+    for _ in range(50):  # warm-up: tracing, allocator, thread pools
+        fn(one)
+    latencies = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        fn(one)
+        latencies.append(time.perf_counter() - start)
+    fn(many)
+    seconds = []
+    for _ in range(max(repeats, 3)):
+        start = time.perf_counter()
+        fn(many)
+        seconds.append(time.perf_counter() - start)
+    return {
+        "batch1_median_ms": round(1e3 * float(np.median(latencies)), 4),
+        "batch1_p99_ms": round(1e3 * float(np.percentile(latencies, 99)), 4),
+        "batch10000_images_per_second": round(len(many) / statistics.median(seconds), 1),
+    }
+
+
+def _torch_inference(data: Mnist, calls: int, repeats: int) -> dict[str, float]:
+    import torch
+
+    model = _torch_mlp(128).eval()
+    one = torch.from_numpy(data.x_test[:1].reshape(1, 784))
+    many = torch.from_numpy(_batch_of(data.x_test, 10000).reshape(-1, 784))
+
+    def classify(images):
+        with torch.no_grad():
+            return model(images.float() / 255.0).argmax(1).numpy()
+
+    return _latency_and_throughput(classify, one, many, calls, repeats)
+
+
+def run_bench(config: BenchConfig, data: Mnist | None = None, progress=None) -> dict[str, Any]:
+    """Every measurement, as one JSON-ready dict; `progress(text)` is told what runs next."""
+    config.validate()
+    data = (data or load_mnist(config.data)).head(config.train_samples)
+    say = progress or (lambda text: None)
+    training, ceilings = [], {}
+    for hidden, batch in SHAPES:
+        say(f"hardware ceiling, hidden {hidden}, batch {batch}")
+        ceilings[f"{hidden}x{batch}"] = round(matmul_ceiling_gflops(hidden, batch), 2)
+        for name in PEERS:
+            if name.startswith("TF1") and (hidden, batch) != (64, 100):
+                continue  # the tutorial's own shape only
+            say(f"training: {name}, hidden {hidden}, batch {batch}")
+            training.append(measure_training(name, data, hidden, batch, config))
+    say("time to 98% test accuracy, default configuration")
+    to_target = time_to_accuracy(data, 0.98, config.seed)
+    say("inference of the exported SavedModel")
+    inference = measure_inference(data, config.latency_calls, config.repeats)
+    return _report(config, data, training, ceilings, to_target, inference)
+
+
+def _report(config, data, training, ceilings, to_target, inference) -> dict[str, Any]:
+    package = {(f.hidden, f.batch): f.samples_per_second for f in training if f.peer == PACKAGE}
+    rows = []
+    for figure in training:
+        row = dataclasses.asdict(figure)
+        sps, base = figure.samples_per_second, package.get((figure.hidden, figure.batch))
+        row["ratio_to_package"] = round(sps / base, 3) if sps and base else None
+        ceiling = ceilings[f"{figure.hidden}x{figure.batch}"] * 1e9
+        row["fraction_of_ceiling"] = (
+            round(sps * flops_per_sample(figure.hidden) / ceiling, 4) if sps else None
+        )
+        rows.append(row)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {
+        "config": dataclasses.asdict(config),
+        "train_samples": len(data.x_train),
+        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
+        "training": rows,
+        "ceiling_gflops": ceilings,
+        "time_to_98": to_target,
+        "inference": inference,
+        "peak_memory_mb": round(peak_mb, 1),
+    }
+
+
+def write_report(report: dict[str, Any], out_dir: Path) -> Path:
+    path = out_dir / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    write_json(path, report)
+    return path
+
+
+def build_parser() -> console.Parser:
+    d = BenchConfig
+    p = console.Parser(prog="python -m mnist_keras.bench", description=__doc__.splitlines()[0])
+    p.add_argument("--data", metavar="PATH", help="as train's --data")
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=d.epochs,
+        metavar="N",
+        help=f"epochs per timed run, the first excluded ({d.epochs})",
+    )
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=d.repeats,
+        metavar="N",
+        help=f"runs per figure, median reported ({d.repeats})",
+    )
+    p.add_argument("--train-samples", type=int, metavar="N", help="a training slice (all)")
+    p.add_argument(
+        "--latency-calls",
+        type=int,
+        default=d.latency_calls,
+        metavar="N",
+        help=f"batch-1 calls timed ({d.latency_calls})",
+    )
+    p.add_argument("--out-dir", default=d.out_dir, metavar="DIR", help=f"({d.out_dir})")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        config = BenchConfig(**{k: v for k, v in vars(args).items()}).validate()
+        with console.status("benchmarking") as status:
+            report = run_bench(config, progress=status.update)
+        path = write_report(report, Path(config.out_dir))
+    except MnistKerasError as exc:
+        console.print_error(str(exc))
+        return 2
+    console.print_bench(report)
+    console.console.print(f"written to {path}", soft_wrap=True, highlight=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""The benchmark end to end on a small slice: every field is there (figures are not asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import synthetic_mnist, write_idx_folder
+
+from mnist_keras.bench import PEERS, SHAPES
+
+pytestmark = pytest.mark.slow
+
+
+def test_bench_writes_every_field(tmp_path):
+    data = write_idx_folder(tmp_path / "data", synthetic_mnist(n_train=1500, n_test=300))
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mnist_keras.bench",
+            "--data",
+            str(data),
+            "--epochs",
+            "2",
+            "--repeats",
+            "1",
+            "--latency-calls",
+            "100",
+            "--out-dir",
+            "bench",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Training, steady state" in result.stdout and "peak memory" in result.stdout
+    (path,) = (tmp_path / "bench").glob("bench-*.json")
+    report = json.loads(path.read_text())
+    expected_rows = len(PEERS) * len(SHAPES) - (len(SHAPES) - 1)  # TF1 at its own shape only
+    assert len(report["training"]) == expected_rows
+    for row in report["training"]:
+        if row["skipped"]:
+            assert row["samples_per_second"] is None  # listed, not dropped
+            continue
+        for key in (
+            "samples_per_second",
+            "warmup_seconds",
+            "test_accuracy",
+            "ratio_to_package",
+            "fraction_of_ceiling",
+        ):
+            assert row[key] > 0, (row["peer"], key)
+    assert set(report["ceiling_gflops"]) == {f"{h}x{b}" for h, b in SHAPES}
+    assert set(report["time_to_98"]) == {"target", "seconds", "reached", "max_epochs"}
+    saved = report["inference"]["savedmodel"]
+    assert saved["batch1_median_ms"] <= saved["batch1_p99_ms"]
+    assert saved["batch10000_images_per_second"] > 0
+    assert "torch_eager" in report["inference"] and report["peak_memory_mb"] > 0
+
+
+def test_bench_bad_flag(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "mnist_keras.bench", "--epochs", "1"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "--epochs must be at least 2" in result.stderr
+    assert not (tmp_path / "artifacts").exists()
