@@ -29,7 +29,14 @@ from mnist_keras.config import (
     read_config,
     resolve_config,
 )
-from mnist_keras.data import Mnist, Split, load_mnist, make_dataset, split_validation
+from mnist_keras.data import (
+    Mnist,
+    Split,
+    batches_per_pass,
+    load_mnist,
+    make_dataset,
+    split_validation,
+)
 from mnist_keras.errors import ConfigError, MnistKerasError, RunError, first_line
 from mnist_keras.evaluate import Evaluation, evaluate, log_confusion_image
 from mnist_keras.export import MODEL_NAME, export_saved_model, save_keras_model
@@ -144,8 +151,8 @@ def _fit(
     """Build and fit a fresh model (BackupAndRestore reloads its state on resume)."""
     keras.utils.set_random_seed(config.seed)
     model = build_model(config)
-    repeat = config.steps_per_epoch is not None
-    train = make_dataset(split.x_train, split.y_train, config.batch_size, config.seed, repeat)
+    train = make_dataset(split.x_train, split.y_train, config.batch_size, config.seed)
+    steps = config.steps_per_epoch or batches_per_pass(len(split.x_train), config.batch_size)
     val = make_dataset(split.x_val, split.y_val, config.batch_size)
     callbacks = make_callbacks(run_dir, _best_val_accuracy(read_history(run_dir.history_csv)))
     start = time.perf_counter()
@@ -153,7 +160,7 @@ def _fit(
         train,
         validation_data=val,
         epochs=config.epochs,
-        steps_per_epoch=config.steps_per_epoch,
+        steps_per_epoch=steps,
         callbacks=[*callbacks, *extra],
         shuffle=False,
         verbose=0,

@@ -23,7 +23,7 @@ import keras_tuner as kt
 
 from mnist_keras import console
 from mnist_keras.config import ROLES, TUNERS, TrainConfig, TuneConfig, resolve_config
-from mnist_keras.data import Mnist, load_mnist, make_dataset, split_validation
+from mnist_keras.data import Mnist, batches_per_pass, load_mnist, make_dataset, split_validation
 from mnist_keras.errors import MnistKerasError, TuneError
 from mnist_keras.model import build_model
 from mnist_keras.runs import DEFAULT_RUNS_DIR, write_json
@@ -127,6 +127,7 @@ def search(config: TuneConfig, data: Mnist, callbacks: Sequence = (), observer: 
         make_dataset(split.x_train, split.y_train, base.batch_size, base.seed),
         validation_data=make_dataset(split.x_val, split.y_val, base.batch_size),
         epochs=config.max_epochs,
+        steps_per_epoch=batches_per_pass(len(split.x_train), base.batch_size),
         callbacks=[
             keras.callbacks.EarlyStopping(OBJECTIVE, patience=config.patience, mode="max"),
             keras.callbacks.TensorBoard(str(project / "tensorboard")),  # + HParams, per trial

@@ -11,6 +11,7 @@ from conftest import idx_bytes, synthetic_mnist, write_idx_folder
 from mnist_keras.data import (
     DOWNLOAD_TIMEOUT_S,
     ENV_VAR,
+    batches_per_pass,
     load_mnist,
     make_dataset,
     split_validation,
@@ -199,14 +200,30 @@ def test_validation_split_must_leave_training_data(tiny):
         split_validation(tiny.x_train, tiny.y_train, len(tiny.x_train), seed=0)
 
 
-def test_dataset_batches_uint8_in_seeded_order(tiny):
-    first = [y.numpy() for _, y in make_dataset(tiny.x_train, tiny.y_train, 64, shuffle_seed=3)]
-    again = [y.numpy() for _, y in make_dataset(tiny.x_train, tiny.y_train, 64, shuffle_seed=3)]
-    x, _ = next(iter(make_dataset(tiny.x_train, tiny.y_train, 64)))
+def _labels(dataset, batches: int) -> list[np.ndarray]:
+    return [y.numpy() for _, y in dataset.take(batches)]
+
+
+def test_training_stream_is_seeded_reshuffled_and_complete(tiny):
+    steps = batches_per_pass(len(tiny.x_train), 64)
+    assert steps == 13  # 800 examples: 12 full batches and one of 32
+    first = _labels(make_dataset(tiny.x_train, tiny.y_train, 64, shuffle_seed=3), 2 * steps)
+    again = _labels(make_dataset(tiny.x_train, tiny.y_train, 64, shuffle_seed=3), 2 * steps)
+    other = _labels(make_dataset(tiny.x_train, tiny.y_train, 64, shuffle_seed=4), steps)
+    assert all(np.array_equal(p, q) for p, q in zip(first, again, strict=True))
+    pass1, pass2 = np.concatenate(first[:steps]), np.concatenate(first[steps:])
+    assert sorted(pass1) == sorted(tiny.y_train) == sorted(pass2)  # each pass sees every example
+    assert not np.array_equal(pass1, pass2)  # and in a new order
+    assert not np.array_equal(pass1, tiny.y_train) and not np.array_equal(
+        pass1, np.concatenate(other)
+    )
+
+
+def test_evaluation_stream_is_one_ordered_pass(tiny):
+    batches = list(make_dataset(tiny.x_test, tiny.y_test, 64))
+    x, _ = batches[0]
     assert x.dtype == "uint8" and tuple(x.shape) == (64, 28, 28)
-    assert all(np.array_equal(p, q) for p, q in zip(first, again, strict=False))
-    assert not np.array_equal(np.concatenate(first), tiny.y_train)  # it did shuffle
-    assert sorted(np.concatenate(first)) == sorted(tiny.y_train)
+    np.testing.assert_array_equal(np.concatenate([y.numpy() for _, y in batches]), tiny.y_test)
 
 
 def test_real_mnist(real_mnist_dir):
