@@ -82,7 +82,9 @@ def package_path(data: Mnist, hidden: int, batch: int, epochs: int) -> EpochRun:
     timer = EpochTimer()
     dataset = make_dataset(data.x_train, data.y_train, batch, shuffle_seed=0)
     steps = batches_per_pass(len(data.x_train), batch)
-    model.fit(dataset, epochs=epochs, steps_per_epoch=steps, callbacks=[timer], verbose=0)
+    model.fit(
+        dataset, epochs=epochs, steps_per_epoch=steps, callbacks=[timer], shuffle=False, verbose=0
+    )
     return EpochRun(timer.seconds, _accuracy(model, data))
 
 
@@ -325,7 +327,14 @@ def time_to_accuracy(data: Mnist, target: float, seed: int) -> dict[str, Any]:
     dataset = make_dataset(data.x_train, data.y_train, config.batch_size, shuffle_seed=seed)
     stop = _StopAtAccuracy(data, target)
     steps = batches_per_pass(len(data.x_train), config.batch_size)
-    model.fit(dataset, epochs=config.epochs, steps_per_epoch=steps, callbacks=[stop], verbose=0)
+    model.fit(
+        dataset,
+        epochs=config.epochs,
+        steps_per_epoch=steps,
+        callbacks=[stop],
+        shuffle=False,
+        verbose=0,
+    )
     seconds = round(stop.seconds, 2) if stop.reached else None
     return {
         "target": target,

@@ -273,7 +273,7 @@ def print_bench(report: dict[str, Any]) -> None:
             f"{row['test_accuracy']:.4f}",
             f"{row['fraction_of_ceiling']:.1%}",
         )
-    console.print(table, width=max(console.width, 120))  # rows must not fold
+    Console(width=max(console.width, 120)).print(table)  # rows must not fold, even in a log
     figures = Table(title="Other figures", show_header=False, title_justify="left")
     for shape, gflops in report["ceiling_gflops"].items():
         figures.add_row(f"matmul ceiling {shape} (GFLOP/s)", f"{gflops:,.1f}")
