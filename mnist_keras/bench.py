@@ -89,8 +89,11 @@ def package_path(data: Mnist, hidden: int, batch: int, epochs: int) -> EpochRun:
 
 
 def keras_numpy_defaults(data: Mnist, hidden: int, batch: int, epochs: int) -> EpochRun:
-    """Keras fit on NumPy arrays with every default (steps_per_execution 1)."""
-    model = build_model(TrainConfig(hidden_units=hidden, dropout=0.0, steps_per_execution=1))
+    """Keras fit on NumPy arrays with its defaults (one step per call, no XLA on a CPU)."""
+    keras_defaults = TrainConfig(
+        hidden_units=hidden, dropout=0.0, steps_per_execution=1, jit_compile=False
+    )
+    model = build_model(keras_defaults)
     timer = EpochTimer()
     model.fit(
         data.x_train, data.y_train, batch_size=batch, epochs=epochs, callbacks=[timer], verbose=0

@@ -23,6 +23,7 @@ def build_model(config: TrainConfig) -> keras.Model:
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
         steps_per_execution=config.steps_per_execution,
+        jit_compile=config.jit_compile,
     )
     return model
 

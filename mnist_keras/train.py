@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import math
@@ -224,6 +225,7 @@ CONFIG_FLAGS: dict[str, tuple[Any, str, str]] = {
     "validation_size": (int, "N", "examples held out of training for validation"),
     "steps_per_epoch": (int, "N", "batches per epoch; the data repeats (default: one pass)"),
     "steps_per_execution": (int, "N", "batches per call into the compiled graph"),
+    "jit_compile": (bool, "", "XLA-compile the training step"),
     "train_samples": (int, "N", "use only the first N training images"),
     "test_samples": (int, "N", "evaluate on only the first N test images"),
 }
@@ -238,6 +240,8 @@ def add_config_flags(parser: console.Parser, fields: Sequence[str] = tuple(CONFI
             text = f"{text} ({default})"
         if isinstance(kind, list):
             parser.add_argument(flag_name(field), choices=kind, help=text)
+        elif kind is bool:
+            parser.add_argument(flag_name(field), action=argparse.BooleanOptionalAction, help=text)
         else:
             parser.add_argument(flag_name(field), type=kind, metavar=metavar, help=text)
 

@@ -300,6 +300,7 @@ def build_parser() -> console.Parser:
 
 # The training flags a search shares with `train`; the searched ones are not among them.
 SHARED_FLAGS = (
+    "jit_compile",
     "data",
     "seed",
     "batch_size",
