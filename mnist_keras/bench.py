@@ -8,6 +8,7 @@ tutorial this package replaces, kept as the historical reference: the only `tf.c
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.util
 import resource
 import statistics
@@ -75,9 +76,11 @@ class EpochRun:
 # --- the peers: each trains 784-H-10 (ReLU, softmax) for `epochs` and returns an EpochRun ---
 
 
-def package_path(data: Mnist, hidden: int, batch: int, epochs: int) -> EpochRun:
+def package_path(
+    data: Mnist, hidden: int, batch: int, epochs: int, jit_compile: bool = False
+) -> EpochRun:
     """This package's training path: build_model + the tf.data pipeline + fit."""
-    config = TrainConfig(hidden_units=hidden, batch_size=batch, dropout=0.0)
+    config = TrainConfig(hidden_units=hidden, dropout=0.0, jit_compile=jit_compile)
     model = build_model(config)
     timer = EpochTimer()
     dataset = make_dataset(data.x_train, data.y_train, batch, shuffle_seed=0)
@@ -244,6 +247,7 @@ def tf1_graph_loop(data: Mnist, hidden: int, batch: int, epochs: int) -> EpochRu
 Peer = Callable[[Mnist, int, int, int], EpochRun]
 PEERS: dict[str, tuple[Peer, str | None]] = {  # name -> (trainer, module it needs)
     "mnist_keras (package path)": (package_path, None),
+    "mnist_keras --jit-compile": (functools.partial(package_path, jit_compile=True), None),
     "keras fit, NumPy, defaults": (keras_numpy_defaults, None),
     "raw TF2 loop, epoch in tf.function": (raw_tf_loop, None),
     "PyTorch eager": (torch_eager, "torch"),

@@ -44,7 +44,7 @@ def _layers(config: TrainConfig) -> list[keras.layers.Layer]:
             name="hidden",
             **_initializers(config.initializer),
         ),
-        keras.layers.Dropout(config.dropout, name="dropout"),
+        keras.layers.Dropout(config.dropout, seed=config.seed, name="dropout"),
         keras.layers.Dense(
             NUM_CLASSES,
             activation="softmax",
