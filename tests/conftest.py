@@ -5,6 +5,9 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+import subprocess
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import keras
@@ -99,3 +102,30 @@ def tensorboard_tags(log_dir: Path) -> set[str]:
     events = EventAccumulator(str(log_dir), size_guidance={"tensors": 0})
     events.Reload()
     return set(events.Tags()["tensors"]) | ({"<graph>"} if events.Tags()["graph"] else set())
+
+
+def run_cli(command: str, *args: str, cwd: Path | None = None, env: dict | None = None):
+    """Run `python -m mnist_keras.<command> ARGS` and capture what it prints."""
+    return subprocess.run(
+        [sys.executable, "-m", f"mnist_keras.{command}", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "120", **(env or {})},
+    )
+
+
+def error_lines(result: subprocess.CompletedProcess) -> list[str]:
+    """Our `error:` lines on stderr (TensorFlow's own start-up log lines are not ours)."""
+    return [line for line in result.stderr.splitlines() if line.startswith("error:")]
+
+
+def assert_clean_failure(result, message: str, untouched: Sequence[Path] = ()) -> None:
+    """Exit 2, one error line that says `message`, no traceback, nothing created."""
+    assert result.returncode == 2, result.stderr[-3000:]
+    errors = error_lines(result)
+    assert len(errors) == 1 and message in errors[0], result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    for path in untouched:
+        assert not path.exists(), path

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import idx_bytes, tensorboard_tags, write_idx_folder
+from conftest import (
+    assert_clean_failure,
+    idx_bytes,
+    run_cli,
+    tensorboard_tags,
+    write_idx_folder,
+)
 
 from mnist_keras.runs import RunDir
 
@@ -20,15 +24,7 @@ pytestmark = pytest.mark.slow
 
 
 def _train(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "120", **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "mnist_keras.train", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
+    return run_cli("train", *args, cwd=cwd, env=env)
 
 
 def test_smoke_one_epoch_on_a_slice_of_real_mnist(real_mnist_dir, tmp_path):
@@ -73,7 +69,7 @@ def test_no_data_anywhere_fails_fast_and_clearly(tmp_path):
     # Stop the download at once, whatever the machine's network: no proxy will answer.
     env.update(HTTPS_PROXY="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9")
     result = _train("--epochs", "1", "--runs-dir", "runs", cwd=tmp_path, env=env)
-    _assert_clean_failure(result, tmp_path, "--data")
+    assert_clean_failure(result, "--data", [tmp_path / "runs"])
     assert "MNIST_KERAS_DATA" in result.stderr
 
 
@@ -119,20 +115,11 @@ def test_bad_flags(case, tmp_path, tiny):
     args, message = BAD_FLAGS[case]
     data = write_idx_folder(tmp_path / "data", tiny)
     result = _train("--data", str(data), "--runs-dir", "runs", *args, cwd=tmp_path)
-    _assert_clean_failure(result, tmp_path, message)
+    assert_clean_failure(result, message, [tmp_path / "runs"])
 
 
 @pytest.mark.parametrize("case", ["missing path", "empty folder", "truncated idx", "npz counts"])
 def test_bad_data(case, tmp_path, tiny):
     args, message = _bad_data(tmp_path, tiny)[case]
     result = _train("--runs-dir", "runs", *args, cwd=tmp_path)
-    _assert_clean_failure(result, tmp_path, message)
-
-
-def _assert_clean_failure(result: subprocess.CompletedProcess, cwd: Path, message: str) -> None:
-    """Exit 2, one line on stderr that says what is wrong, no traceback, nothing written."""
-    assert result.returncode == 2, result.stderr[-3000:]
-    ours = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(ours) == 1 and message in ours[0], result.stderr[-3000:]
-    assert "Traceback" not in result.stderr
-    assert not (cwd / "runs").exists()
+    assert_clean_failure(result, message, [tmp_path / "runs"])

@@ -11,6 +11,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import assert_clean_failure, run_cli
 
 from mnist_keras import export as export_mod
 from mnist_keras.config import TrainConfig
@@ -216,21 +217,11 @@ def test_tf_serving_rest_body_fits_the_signature(trained, real_mnist):
     np.testing.assert_array_equal(served, real_mnist.y_test[:3])
 
 
-def _export_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "mnist_keras.export", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 @pytest.mark.slow
 def test_export_cli_adds_versions(model, tmp_path):
     save_keras_model(model, tmp_path / "m.keras")
     for version in ("1", "2"):
-        result = _export_cli("m.keras", "--out", "served", cwd=tmp_path)
+        result = run_cli("export", "m.keras", "--out", "served", cwd=tmp_path)
         assert result.returncode == 0, result.stderr[-2000:]
         assert f"served/mnist/{version}" in result.stdout
     assert sorted(p.name for p in (tmp_path / "served" / "mnist").iterdir()) == ["1", "2"]
@@ -248,11 +239,8 @@ def test_export_cli_adds_versions(model, tmp_path):
 )
 def test_export_cli_bad_input(tmp_path, args, message):
     (tmp_path / "junk.keras").write_bytes(b"not a zip")
-    result = _export_cli(*args, cwd=tmp_path)
-    assert result.returncode == 2
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and message in errors[0], result.stderr[-2000:]
-    assert "Traceback" not in result.stderr and not (tmp_path / "served").exists()
+    result = run_cli("export", *args, cwd=tmp_path)
+    assert_clean_failure(result, message, [tmp_path / "served"])
 
 
 @pytest.mark.slow

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import idx_bytes
+from conftest import assert_clean_failure, error_lines, idx_bytes, run_cli
 
 from mnist_keras.errors import ModelError
 from mnist_keras.predict import (
@@ -157,35 +155,25 @@ def test_model_without_the_signature_is_refused(tmp_path):
         Classifier(tmp_path / "other")
 
 
-def _predict_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "mnist_keras.predict", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 @pytest.mark.slow
 def test_cli_table_json_and_partial_failure(trained, real_mnist, tmp_path):
     png = _write_png(tmp_path / "seven.png", _photo(real_mnist.x_test[0], light=True))
     missing = tmp_path / "missing.png"
-    result = _predict_cli("--model", str(trained.export_path), str(png), str(missing), "--json")
+    result = run_cli(
+        "predict", "--model", str(trained.export_path), str(png), str(missing), "--json"
+    )
     assert result.returncode == 2  # one file failed; the other was still classified
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert errors == [f"error: {missing}: no such file"]
+    assert error_lines(result) == [f"error: {missing}: no such file"]
     good, bad = json.loads(result.stdout)
     assert good["source"] == str(png) and good["top"][0]["class"] == real_mnist.y_test[0]
     probabilities = [entry["probability"] for entry in good["top"]]
     assert len(probabilities) == 3 and probabilities == sorted(probabilities, reverse=True)
     assert bad == {"source": str(missing), "error": f"{missing}: no such file"}
-    table = _predict_cli("--model", str(trained.export_path), str(png))
+    table = run_cli("predict", "--model", str(trained.export_path), str(png))
     assert table.returncode == 0 and "seven.png" in table.stdout and "Predictions" in table.stdout
 
 
 @pytest.mark.slow
 def test_cli_model_folder_without_a_model(tmp_path):
-    result = _predict_cli("--model", str(tmp_path), str(tmp_path / "x.png"))
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "no SavedModel" in errors[0]
+    result = run_cli("predict", "--model", str(tmp_path), str(tmp_path / "x.png"))
+    assert_clean_failure(result, "no SavedModel")

@@ -15,7 +15,14 @@ from pathlib import Path
 import keras_tuner as kt
 import numpy as np
 import pytest
-from conftest import synthetic_mnist, tensorboard_tags, write_idx_folder
+from conftest import (
+    assert_clean_failure,
+    error_lines,
+    run_cli,
+    synthetic_mnist,
+    tensorboard_tags,
+    write_idx_folder,
+)
 
 from mnist_keras.config import TrainConfig, TuneConfig
 from mnist_keras.errors import TuneError
@@ -203,16 +210,6 @@ def test_chief_and_two_workers_share_the_trials(tmp_path):
     assert (run_dir / "export" / "mnist" / "1" / "saved_model.pb").is_file()
 
 
-def _tune_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "mnist_keras.tune", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "args, message",
@@ -239,12 +236,8 @@ def _tune_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     ],
 )
 def test_cli_bad_input(tmp_path, args, message):
-    result = _tune_cli("--directory", "tuning", "--runs-dir", "runs", *args, cwd=tmp_path)
-    assert result.returncode == 2, result.stderr[-2000:]
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and message in errors[0], result.stderr[-2000:]
-    assert "Traceback" not in result.stderr
-    assert not (tmp_path / "tuning").exists() and not (tmp_path / "runs").exists()
+    result = run_cli("tune", "--directory", "tuning", "--runs-dir", "runs", *args, cwd=tmp_path)
+    assert_clean_failure(result, message, [tmp_path / "tuning", tmp_path / "runs"])
 
 
 @pytest.mark.slow
@@ -256,14 +249,6 @@ def test_train_hparams_file_errors(tmp_path, content, message):
     path = tmp_path / "best.json"
     if content is not None:
         path.write_text(content)
-    result = subprocess.run(
-        [sys.executable, "-m", "mnist_keras.train", "--hparams", str(path), "--runs-dir", "runs"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 2
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and message in errors[0] and "--hparams" in errors[0]
-    assert not (tmp_path / "runs").exists()
+    result = run_cli("train", "--hparams", str(path), "--runs-dir", "runs", cwd=tmp_path)
+    assert_clean_failure(result, message, [tmp_path / "runs"])
+    assert "--hparams" in error_lines(result)[0]
