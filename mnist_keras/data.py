@@ -6,6 +6,7 @@ import gzip
 import os
 import socket
 import struct
+import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,8 +140,8 @@ def read_npz(path: Path) -> Mnist:
             if missing:
                 raise DataError(f"{path}: missing key(s) {', '.join(missing)}")
             arrays = {key: npz[key] for key in NPZ_KEYS}
-    except (OSError, ValueError, EOFError, zlib.error) as exc:
-        raise DataError(f"{path}: not a readable .npz file ({exc})") from exc
+    except (OSError, ValueError, EOFError, zlib.error, zipfile.BadZipFile) as exc:
+        raise DataError(f"{path}: not a readable .npz file ({first_line(exc)})") from exc
     return _from_arrays(arrays, str(path))
 
 
