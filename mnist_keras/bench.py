@@ -28,11 +28,12 @@ import tensorflow as tf
 from mnist_keras import console
 from mnist_keras.callbacks import EpochTimer
 from mnist_keras.config import TrainConfig
-from mnist_keras.data import Mnist, batches_per_pass, load_mnist, make_dataset
+from mnist_keras.data import Mnist, load_mnist, make_dataset
 from mnist_keras.errors import ConfigError, MnistKerasError
 from mnist_keras.export import SIGNATURE, export_saved_model
 from mnist_keras.model import build_model
 from mnist_keras.runs import write_json
+from mnist_keras.train import epoch_steps, whole_epochs
 
 SHAPES = ((64, 100), (128, 128))  # (hidden units, batch size)
 LEARNING_RATE = 1e-3  # Adam, for every peer but the TF1 reference (SGD 0.1, as the tutorial)
@@ -80,11 +81,14 @@ def package_path(
     data: Mnist, hidden: int, batch: int, epochs: int, jit_compile: bool = False
 ) -> EpochRun:
     """This package's training path: build_model + the tf.data pipeline + fit."""
-    config = TrainConfig(hidden_units=hidden, dropout=0.0, jit_compile=jit_compile)
+    config = TrainConfig(
+        hidden_units=hidden, batch_size=batch, dropout=0.0, jit_compile=jit_compile
+    )
+    config = whole_epochs(config, len(data.x_train))
     model = build_model(config)
     timer = EpochTimer()
     dataset = make_dataset(data.x_train, data.y_train, batch, shuffle_seed=0)
-    steps = batches_per_pass(len(data.x_train), batch)
+    steps = epoch_steps(config, len(data.x_train))
     model.fit(
         dataset, epochs=epochs, steps_per_epoch=steps, callbacks=[timer], shuffle=False, verbose=0
     )
@@ -328,12 +332,12 @@ def time_to_accuracy(data: Mnist, target: float, seed: int) -> dict[str, Any]:
 
     A benchmark-only peek at the test set after every epoch; training itself never does this.
     """
-    config = TrainConfig(seed=seed)
+    config = whole_epochs(TrainConfig(seed=seed), len(data.x_train))
     keras.utils.set_random_seed(seed)
     model = build_model(config)
     dataset = make_dataset(data.x_train, data.y_train, config.batch_size, shuffle_seed=seed)
     stop = _StopAtAccuracy(data, target)
-    steps = batches_per_pass(len(data.x_train), config.batch_size)
+    steps = epoch_steps(config, len(data.x_train))
     model.fit(
         dataset,
         epochs=config.epochs,

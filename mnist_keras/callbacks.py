@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -31,15 +32,35 @@ def make_callbacks(
         ),
         GraphWriter(run.tensorboard / "train"),
         keras.callbacks.ModelCheckpoint(
-            str(run.best_checkpoint),
+            str(run.checkpoint_partial),
             monitor="val_accuracy",
             mode="max",
             save_best_only=True,
             initial_value_threshold=best_val_accuracy,
         ),
+        PublishCheckpoint(run.checkpoint_partial, run.best_checkpoint),
         keras.callbacks.CSVLogger(str(run.history_csv), append=True),
         EpochTimer(),
     ]
+
+
+class PublishCheckpoint(keras.callbacks.Callback):
+    """Rename each checkpoint ModelCheckpoint finished writing onto the best-model path.
+
+    ModelCheckpoint writes in place, so a kill during a save would leave a broken file; writing
+    beside it and renaming means the best model is always the old complete file or the new one.
+    """
+
+    def __init__(self, partial: Path, final: Path) -> None:
+        super().__init__()
+        self.partial, self.final = partial, final
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.partial.unlink(missing_ok=True)  # a save cut off before the last stop
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self.partial.exists():
+            os.replace(self.partial, self.final)
 
 
 class GraphWriter(keras.callbacks.Callback):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import socket
 import struct
@@ -208,7 +209,11 @@ def split_validation(x: np.ndarray, y: np.ndarray, size: int, seed: int) -> Spli
 
 
 def make_dataset(
-    x: np.ndarray, y: np.ndarray, batch_size: int, shuffle_seed: int | None = None
+    x: np.ndarray,
+    y: np.ndarray,
+    batch_size: int,
+    shuffle_seed: int | None = None,
+    skip_batches: int = 0,
 ) -> tf.data.Dataset:
     """Batches of uint8 images and labels, kept in memory as they are (the model scales them).
 
@@ -216,7 +221,8 @@ def make_dataset(
     stream in which every pass over the data is a fresh seeded permutation, so `fit` needs
     `steps_per_epoch` (see `batches_per_pass`). Shuffling whole index vectors and gathering
     each batch is about twice as fast as shuffling examples one by one, which matters for a
-    model this small.
+    model this small. `skip_batches` starts the stream later, so a resumed run sees the
+    batches the interrupted one would have seen next.
     """
     if shuffle_seed is None:
         dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).cache()
@@ -230,7 +236,7 @@ def make_dataset(
         )
         return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
 
-    batches = tf.data.Dataset.counter().flat_map(one_pass)
+    batches = tf.data.Dataset.counter().flat_map(one_pass).skip(skip_batches)
     gathered = batches.map(lambda index: (tf.gather(images, index), tf.gather(labels, index)))
     return gathered.prefetch(tf.data.AUTOTUNE)
 
@@ -238,3 +244,14 @@ def make_dataset(
 def batches_per_pass(n: int, batch_size: int) -> int:
     """Steps in one pass over n examples, the last batch possibly short."""
     return -(-n // batch_size)
+
+
+def execution_size(steps: int, wanted: int) -> int:
+    """The divisor of `steps` nearest `wanted` (by ratio), as the batches per call into the graph.
+
+    Keras 3 runs only whole executions on an endless dataset, so 430 steps an epoch at 32 per call
+    would train 448 (14 x 32) and shift every later epoch; a divisor keeps each epoch exactly
+    `steps` long, on Keras 2 and 3 alike.
+    """
+    divisors = [d for d in range(1, steps + 1) if steps % d == 0]
+    return min(divisors, key=lambda d: (abs(math.log(d / wanted)), -d))

@@ -45,6 +45,11 @@ class RunDir:
         return self.path / "checkpoints" / "best.keras"
 
     @property
+    def checkpoint_partial(self) -> Path:
+        """Where ModelCheckpoint writes before the file is renamed onto `best_checkpoint`."""
+        return self.path / "checkpoints" / ".partial.keras"
+
+    @property
     def backup(self) -> Path:
         return self.path / "backup"
 

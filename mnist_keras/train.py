@@ -34,6 +34,7 @@ from mnist_keras.data import (
     Mnist,
     Split,
     batches_per_pass,
+    execution_size,
     load_mnist,
     make_dataset,
     split_validation,
@@ -107,6 +108,7 @@ def run(
     config.validate()
     data = (datasets or load_mnist(config.data)).head(config.train_samples, config.test_samples)
     split = split_validation(data.x_train, data.y_train, config.validation_size, config.seed)
+    config = whole_epochs(config, len(split.x_train))
     run_dir = open_run_dir(resume) if resume else _start_run(runs_dir, config, data.source)
     try:
         timer, seconds = _fit(config, split, run_dir, callbacks)
@@ -115,11 +117,25 @@ def run(
     history = read_history(run_dir.history_csv)
     if not history or math.isnan(history[-1].get("loss", math.nan)):
         write_json(run_dir.metrics_json, {"status": "diverged", "history": history})
+        kept = (
+            f"the last good checkpoint is {run_dir.best_checkpoint}"
+            if run_dir.best_checkpoint.is_file()
+            else "no epoch finished before it, so no checkpoint was kept"
+        )
         raise TrainingDiverged(
-            f"loss became NaN at epoch {len(history) or 1}: lower --learning-rate; the last good "
-            f"checkpoint is {run_dir.best_checkpoint}"
+            f"loss became NaN at epoch {len(history) or 1}: lower --learning-rate; {kept}"
         )
     return _finish(config, data, run_dir, history, seconds, _throughput(config, split, timer))
+
+
+def epoch_steps(config: TrainConfig, n_train: int) -> int:
+    return config.steps_per_epoch or batches_per_pass(n_train, config.batch_size)
+
+
+def whole_epochs(config: TrainConfig, n_train: int) -> TrainConfig:
+    """`config` with a steps_per_execution that divides the epoch (see `execution_size`)."""
+    size = execution_size(epoch_steps(config, n_train), config.steps_per_execution)
+    return dataclasses.replace(config, steps_per_execution=size)
 
 
 def _start_run(runs_dir: Path, config: TrainConfig, source: str) -> RunDir:
@@ -152,10 +168,13 @@ def _fit(
     """Build and fit a fresh model (BackupAndRestore reloads its state on resume)."""
     keras.utils.set_random_seed(config.seed)
     model = build_model(config)
-    train = make_dataset(split.x_train, split.y_train, config.batch_size, config.seed)
-    steps = config.steps_per_epoch or batches_per_pass(len(split.x_train), config.batch_size)
+    done = read_history(run_dir.history_csv)  # epochs an interrupted run finished
+    steps = epoch_steps(config, len(split.x_train))
+    train = make_dataset(
+        split.x_train, split.y_train, config.batch_size, config.seed, len(done) * steps
+    )
     val = make_dataset(split.x_val, split.y_val, config.batch_size)
-    callbacks = make_callbacks(run_dir, _best_val_accuracy(read_history(run_dir.history_csv)))
+    callbacks = make_callbacks(run_dir, _best_val_accuracy(done))
     start = time.perf_counter()
     model.fit(
         train,

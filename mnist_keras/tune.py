@@ -23,11 +23,11 @@ import keras_tuner as kt
 
 from mnist_keras import console
 from mnist_keras.config import ROLES, TUNERS, TrainConfig, TuneConfig, resolve_config
-from mnist_keras.data import Mnist, batches_per_pass, load_mnist, make_dataset, split_validation
+from mnist_keras.data import Mnist, load_mnist, make_dataset, split_validation
 from mnist_keras.errors import MnistKerasError, TuneError
 from mnist_keras.model import build_model
 from mnist_keras.runs import DEFAULT_RUNS_DIR, write_json
-from mnist_keras.train import add_config_flags, print_result, run
+from mnist_keras.train import add_config_flags, epoch_steps, print_result, run, whole_epochs
 
 OBJECTIVE = "val_accuracy"
 TRIAL_LOG = "mnist_keras_runs.jsonl"  # in each trial folder: one line per time the trial ran
@@ -118,16 +118,18 @@ def make_tuner(config: TuneConfig, observer: Any = None) -> kt.Tuner:
 
 def search(config: TuneConfig, data: Mnist, callbacks: Sequence = (), observer: Any = None):
     """Run (or resume) the search on the validation split; the test set is not touched."""
-    base = config.base
-    split = split_validation(data.x_train, data.y_train, base.validation_size, base.seed)
+    split = split_validation(
+        data.x_train, data.y_train, config.base.validation_size, config.base.seed
+    )
+    base = whole_epochs(config.base, len(split.x_train))
     keras.utils.set_random_seed(base.seed)
-    tuner = make_tuner(config, observer)
+    tuner = make_tuner(dataclasses.replace(config, base=base), observer)
     project = Path(config.directory) / config.project_name
     tuner.search(
         make_dataset(split.x_train, split.y_train, base.batch_size, base.seed),
         validation_data=make_dataset(split.x_val, split.y_val, base.batch_size),
         epochs=config.max_epochs,
-        steps_per_epoch=batches_per_pass(len(split.x_train), base.batch_size),
+        steps_per_epoch=epoch_steps(base, len(split.x_train)),
         callbacks=[
             keras.callbacks.EarlyStopping(OBJECTIVE, patience=config.patience, mode="max"),
             keras.callbacks.TensorBoard(str(project / "tensorboard")),  # + HParams, per trial

@@ -78,7 +78,7 @@ def _real_mnist_dir() -> Path:
     return Path(value).resolve()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def real_mnist_dir() -> Path:
     """The real MNIST folder named by $MNIST_KERAS_DATA (CI and `make test` set it)."""
     return _real_mnist_dir()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -12,11 +13,13 @@ import pytest
 import tensorflow as tf
 from conftest import (
     assert_clean_failure,
+    error_lines,
     idx_bytes,
     run_cli,
     tensorboard_tags,
     write_idx_folder,
 )
+from test_data import CORRUPTIONS, GOOD, NPZ_CASES
 
 from mnist_keras.runs import RunDir
 
@@ -79,17 +82,34 @@ def _bad_data(tmp_path: Path, tiny) -> dict[str, tuple[list[str], str]]:
     truncated = write_idx_folder(tmp_path / "truncated", tiny, gz=False)
     labels = truncated / "t10k-labels-idx1-ubyte"
     labels.write_bytes(idx_bytes(tiny.y_test)[:-1])
+    one_missing = write_idx_folder(tmp_path / "one-missing", tiny)
+    (one_missing / "train-labels-idx1-ubyte.gz").unlink()
     arrays = {k: getattr(tiny, k) for k in ("x_train", "y_train", "x_test", "y_test")}
     np.savez(tmp_path / "short.npz", **{**arrays, "y_test": tiny.y_test[:-1]})
     return {
         "missing path": (["--data", str(tmp_path / "nope")], "no such file or folder"),
         "empty folder": (["--data", str(empty)], "missing train-images-idx3-ubyte"),
+        "one file missing": (["--data", str(one_missing)], "missing train-labels-idx1-ubyte"),
         "truncated idx": (["--data", str(truncated)], f"{labels}: 207 bytes, but its header"),
         "npz counts": (
             ["--data", str(tmp_path / "short.npz")],
             "short.npz [x_test] has 200 images but",
         ),
     }
+
+
+def _corrupt_idx(tmp_path: Path, case: str) -> tuple[list[str], str]:
+    name, content, defect = CORRUPTIONS[case]
+    folder = write_idx_folder(tmp_path / "mnist", GOOD)
+    (folder / name).write_bytes(content)
+    return ["--data", str(folder)], f"{folder / name}"
+
+
+def _bad_npz(tmp_path: Path, case: str) -> tuple[list[str], str]:
+    arrays, _ = NPZ_CASES[case]
+    path = tmp_path / "bad.npz"
+    np.savez(path, **{k: v for k, v in arrays.items() if k != "source"})
+    return ["--data", str(path)], str(path)
 
 
 BAD_FLAGS = {
@@ -118,8 +138,49 @@ def test_bad_flags(case, tmp_path, tiny):
     assert_clean_failure(result, message, [tmp_path / "runs"])
 
 
-@pytest.mark.parametrize("case", ["missing path", "empty folder", "truncated idx", "npz counts"])
+@pytest.mark.parametrize(
+    "case", ["missing path", "empty folder", "one file missing", "truncated idx", "npz counts"]
+)
 def test_bad_data(case, tmp_path, tiny):
     args, message = _bad_data(tmp_path, tiny)[case]
     result = _train("--runs-dir", "runs", *args, cwd=tmp_path)
     assert_clean_failure(result, message, [tmp_path / "runs"])
+
+
+@pytest.mark.parametrize("case", sorted(CORRUPTIONS))
+def test_corrupt_idx_file(case, tmp_path):
+    args, path = _corrupt_idx(tmp_path, case)
+    result = _train("--runs-dir", "runs", *args, cwd=tmp_path)
+    assert_clean_failure(result, path, [tmp_path / "runs"])
+    assert re.search(CORRUPTIONS[case][2], error_lines(result)[0])
+
+
+@pytest.mark.parametrize("case", sorted(NPZ_CASES))
+def test_bad_npz_file(case, tmp_path):
+    args, path = _bad_npz(tmp_path, case)
+    result = _train("--runs-dir", "runs", *args, cwd=tmp_path)
+    assert_clean_failure(result, path, [tmp_path / "runs"])
+    assert re.search(NPZ_CASES[case][1], error_lines(result)[0])
+
+
+def test_runs_dir_that_cannot_be_written(tmp_path, tiny):
+    # Tests may run as root, whom file modes do not stop; a regular file where the runs folder
+    # should be is unwritable for everyone.
+    data = write_idx_folder(tmp_path / "data", tiny)
+    (tmp_path / "runs").write_text("not a folder")
+    args = ["--data", str(data), "--validation-size", "100", "--runs-dir", "runs/inner"]
+    result = _train(*args, cwd=tmp_path)
+    assert_clean_failure(result, "runs/inner: cannot create a run folder")
+    assert (tmp_path / "runs").read_text() == "not a folder"
+
+
+def test_diverging_run_exits_1_and_says_so(tmp_path, tiny):
+    data = write_idx_folder(tmp_path / "data", tiny)
+    args = ["--data", str(data), "--runs-dir", "runs", "--validation-size", "100"]
+    bad = ["--epochs", "3", "--optimizer", "sgd", "--learning-rate", "1e12"]
+    result = _train(*args, *bad, cwd=tmp_path)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "loss became NaN" in error_lines(result)[0] and "Traceback" not in result.stderr
+    run_dir = RunDir(next((tmp_path / "runs").iterdir()))
+    assert json.loads(run_dir.metrics_json.read_text())["status"] == "diverged"
+    assert not run_dir.export.exists()

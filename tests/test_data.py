@@ -12,6 +12,7 @@ from mnist_keras.data import (
     DOWNLOAD_TIMEOUT_S,
     ENV_VAR,
     batches_per_pass,
+    execution_size,
     load_mnist,
     make_dataset,
     split_validation,
@@ -242,3 +243,12 @@ def test_bad_environment_path_says_where_it_came_from(monkeypatch, tmp_path):
     monkeypatch.setenv(ENV_VAR, str(tmp_path / "gone"))
     with pytest.raises(DataError, match=f"^\\${ENV_VAR}: .*gone: no such file or folder"):
         load_mnist()
+
+
+@pytest.mark.parametrize(
+    "steps, wanted, size",
+    [(430, 32, 43), (469, 32, 67), (550, 32, 25), (431, 32, 431), (11, 32, 11), (64, 32, 32)],
+)
+def test_execution_size_divides_the_epoch_nearest_the_wish(steps, wanted, size):
+    assert execution_size(steps, wanted) == size
+    assert steps % size == 0

@@ -148,6 +148,64 @@ def test_resume_refuses_a_folder_without_a_run_and_a_finished_run(tmp_path, tiny
         run(_config(), resume=finished.run.path, datasets=tiny)
 
 
+class PoisonAtEpoch(keras.callbacks.Callback):
+    """Make every weight NaN as epoch `epoch` (0-based) begins: the loss turns NaN at once."""
+
+    def __init__(self, epoch: int) -> None:
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            for weight in self.model.weights:
+                weight.assign(tf.fill(weight.shape, float("nan")))
+
+
+def test_divergence_keeps_the_last_good_checkpoint(tmp_path, tiny):
+    with pytest.raises(TrainingDiverged, match="last good checkpoint is .*best.keras"):
+        run(_config(epochs=3), tmp_path, datasets=tiny, callbacks=[PoisonAtEpoch(1)])
+    (run_path,) = tmp_path.iterdir()
+    best = keras.saving.load_model(str(RunDir(run_path).best_checkpoint))
+    assert all(np.isfinite(np.asarray(w)).all() for w in best.weights)
+    assert np.asarray(best(tiny.x_test[:5])).argmax(axis=1).shape == (5,)
+
+
+def test_resumed_run_sees_the_same_batches_as_an_uninterrupted_one(tmp_path, tiny):
+    config = _config(epochs=4, dropout=0.0)  # dropout's stream restarts on resume; data must not
+    whole = run(config, tmp_path / "whole", datasets=tiny)
+    with pytest.raises(TrainingInterrupted) as info:
+        run(config, tmp_path / "cut", datasets=tiny, callbacks=[StopAtEpoch(2)])
+    resumed = run(config, resume=info.value.run.path, datasets=tiny)
+    for a, b in zip(whole.history, resumed.history, strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)
+        assert a["val_accuracy"] == b["val_accuracy"]
+
+
+class WatchCheckpoint(keras.callbacks.Callback):
+    """Record, after the checkpoint callbacks ran, whether a partial file is left over."""
+
+    def __init__(self, run_dir: RunDir) -> None:
+        super().__init__()
+        self.run_dir, self.partial_seen = run_dir, []
+
+    def on_train_begin(self, logs=None):
+        self.partial_seen.append(self.run_dir.checkpoint_partial.exists())
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.partial_seen.append(self.run_dir.checkpoint_partial.exists())
+
+
+def test_checkpoint_is_written_beside_and_renamed_into_place(tmp_path, tiny):
+    with pytest.raises(TrainingInterrupted) as info:
+        run(_config(epochs=3), tmp_path, datasets=tiny, callbacks=[StopAtEpoch(1)])
+    run_dir = info.value.run
+    run_dir.checkpoint_partial.write_bytes(b"half a file from a save cut off by a kill")
+    watch = WatchCheckpoint(run_dir)
+    run(_config(epochs=3), resume=run_dir.path, datasets=tiny, callbacks=[watch])
+    assert watch.partial_seen == [False, False, False]  # the stale part removed, saves renamed
+    keras.saving.load_model(str(run_dir.best_checkpoint))
+
+
 def test_diverging_run_stops_and_says_so(tmp_path, tiny):
     config = _config(epochs=3, optimizer="sgd", learning_rate=1e12)
     with pytest.raises(TrainingDiverged, match="NaN"):
@@ -170,3 +228,25 @@ def test_compare_runs_script_reads_a_finished_run(finished):
     ).stdout
     assert finished.run.path.name in out
     assert f"{finished.evaluation.accuracy:.4f}" in out and keras.__version__ in out
+
+
+class Iterations(keras.callbacks.Callback):
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[int] = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seen.append(int(self.model.optimizer.iterations.numpy()))
+
+
+def test_every_epoch_trains_exactly_one_pass(tmp_path, tiny):
+    # 700 training images in batches of 64: 11 steps, fewer than the 32 asked per execution,
+    # which Keras 3 would round up to 32 steps an epoch.
+    iterations = Iterations()
+    result = run(
+        _config(epochs=2, steps_per_execution=32), tmp_path, datasets=tiny, callbacks=[iterations]
+    )
+    assert iterations.seen == [11, 22]
+    assert result.config.steps_per_execution == 11
+    record = json.loads(result.run.config_json.read_text())["config"]
+    assert record["steps_per_execution"] == 11  # what ran, not what was asked

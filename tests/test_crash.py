@@ -1,0 +1,179 @@
+"""Crash safety end to end: SIGKILL and Ctrl-C mid-training, then --resume; a search killed
+mid-way and rerun; two trainings started together. Real subprocesses, killed from the test."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import run_cli, synthetic_mnist, write_idx_folder
+
+from mnist_keras.runs import RunDir
+from mnist_keras.tune import trial_rows
+
+pytestmark = pytest.mark.slow
+
+# Long enough epochs (about a second each) that a kill lands while training, small enough
+# for the suite: 8,000 training images repeated for 200 steps an epoch.
+TRAIN_ARGS = (
+    "--epochs",
+    "4",
+    "--steps-per-epoch",
+    "200",
+    "--hidden-units",
+    "256",
+    "--train-samples",
+    "9000",
+    "--validation-size",
+    "1000",
+    "--test-samples",
+    "5000",
+    "--runs-dir",
+    "runs",
+)
+
+
+def _start(command: str, *args: str, cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", f"mnist_keras.{command}", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+def _kill_when(proc: subprocess.Popen, ready: Callable[[], bool], sig: int, limit: float = 240):
+    """Send `sig` once `ready()` holds; the process is always ended and reaped."""
+    deadline = time.monotonic() + limit
+    try:
+        while not ready():
+            assert proc.poll() is None, "finished before it could be interrupted"
+            assert time.monotonic() < deadline, "never became ready"
+            time.sleep(0.02)
+        os.kill(proc.pid, sig)
+        _, stderr = proc.communicate(timeout=120)
+        return proc.returncode, stderr
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def _csv_epochs(run_dir: RunDir) -> list[int]:
+    """Epoch numbers in history.csv as written, repeats included (CSVLogger appends)."""
+    if not run_dir.history_csv.is_file():
+        return []
+    with run_dir.history_csv.open(newline="") as handle:
+        return [int(row["epoch"]) for row in csv.DictReader(handle)]
+
+
+def _only_run(runs: Path) -> RunDir:
+    (path,) = runs.iterdir()
+    return RunDir(path)
+
+
+def _one_epoch_done(runs: Path) -> Callable[[], bool]:
+    return lambda: runs.is_dir() and any(_csv_epochs(RunDir(p)) for p in runs.iterdir())
+
+
+def _test_accuracy(run_dir: RunDir) -> float:
+    metrics = json.loads(run_dir.metrics_json.read_text())
+    assert metrics["status"] == "completed" and metrics["epochs_completed"] == 4
+    return metrics["test_accuracy"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(real_mnist_dir, tmp_path_factory) -> float:
+    cwd = tmp_path_factory.mktemp("whole")
+    result = run_cli("train", "--data", str(real_mnist_dir), *TRAIN_ARGS, cwd=cwd)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return _test_accuracy(_only_run(cwd / "runs"))
+
+
+def _resume_and_check(run_dir: RunDir, cwd: Path, data: Path, whole: float) -> None:
+    assert not run_dir.export.exists() and not run_dir.keras_model.exists()
+    done = _csv_epochs(run_dir)
+    assert done and done == list(range(len(done)))
+    result = run_cli("train", "--resume", str(run_dir.path), "--data", str(data), cwd=cwd)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert _csv_epochs(run_dir) == [0, 1, 2, 3]  # continued: no finished epoch ran again
+    assert abs(_test_accuracy(run_dir) - whole) <= 0.005
+    assert (run_dir.export / "mnist" / "1" / "saved_model.pb").is_file()
+
+
+def test_sigkill_mid_epoch_then_resume(real_mnist_dir, tmp_path, uninterrupted):
+    proc = _start("train", "--data", str(real_mnist_dir), *TRAIN_ARGS, cwd=tmp_path)
+    code, _ = _kill_when(proc, _one_epoch_done(tmp_path / "runs"), signal.SIGKILL)
+    assert code == -signal.SIGKILL
+    run_dir = _only_run(tmp_path / "runs")
+    assert not run_dir.checkpoint_partial.exists() or run_dir.best_checkpoint.is_file()
+    _resume_and_check(run_dir, tmp_path, real_mnist_dir, uninterrupted)
+
+
+def test_ctrl_c_saves_says_how_to_resume_and_exits_130(real_mnist_dir, tmp_path, uninterrupted):
+    proc = _start("train", "--data", str(real_mnist_dir), *TRAIN_ARGS, cwd=tmp_path)
+    code, stderr = _kill_when(proc, _one_epoch_done(tmp_path / "runs"), signal.SIGINT)
+    run_dir = _only_run(tmp_path / "runs")
+    assert code == 130, stderr[-3000:]
+    assert f"--resume {run_dir.path.relative_to(tmp_path)}" in stderr
+    assert "Traceback" not in stderr
+    assert not run_dir.metrics_json.exists()
+    _resume_and_check(run_dir, tmp_path, real_mnist_dir, uninterrupted)
+
+
+def test_two_trainings_started_together_both_finish_intact(tmp_path):
+    data = write_idx_folder(tmp_path / "data", synthetic_mnist())
+    args = ("--data", str(data), "--epochs", "2", "--validation-size", "100", "--runs-dir", "runs")
+    procs = [_start("train", *args, cwd=tmp_path) for _ in range(2)]
+    try:
+        results = [proc.communicate(timeout=240) for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
+    assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in results]
+    runs = [RunDir(p) for p in sorted((tmp_path / "runs").iterdir())]
+    assert len(runs) == 2
+    for run_dir in runs:
+        assert json.loads(run_dir.metrics_json.read_text())["status"] == "completed"
+        assert (run_dir.export / "mnist" / "1" / "saved_model.pb").is_file()
+        assert len(_csv_epochs(run_dir)) == 2
+
+
+def test_search_killed_mid_way_resumes_without_repeating_trials(tmp_path):
+    data = write_idx_folder(tmp_path / "data", synthetic_mnist(n_train=3000, n_test=200))
+    args = (
+        *("--data", str(data), "--tuner", "random", "--max-trials", "4", "--max-epochs", "3"),
+        *("--validation-size", "200", "--directory", "tuning", "--runs-dir", "runs"),
+    )
+    project = tmp_path / "tuning" / "mnist"
+
+    def completed() -> list[str]:
+        rows = trial_rows(project) if project.is_dir() else []
+        return [row.trial_id for row in rows if row.status == "COMPLETED"]
+
+    proc = _start("tune", *args, cwd=tmp_path)
+    code, _ = _kill_when(proc, lambda: len(completed()) >= 2, signal.SIGKILL)
+    assert code == -signal.SIGKILL
+    before = {row.trial_id: row for row in trial_rows(project) if row.status == "COMPLETED"}
+    assert 2 <= len(before) < 4
+
+    result = run_cli("tune", *args, cwd=tmp_path, env={"COLUMNS": "200"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = trial_rows(project)
+    assert len(rows) == 4 and all(row.status == "COMPLETED" for row in rows)
+    assert all(len(row.ran_by) == 1 for row in rows)  # no finished trial ran again
+    for trial_id, row in before.items():
+        assert {r.trial_id: r for r in rows}[trial_id].score == row.score
+        assert trial_id in result.stdout  # the final table lists the trials from before
