@@ -43,16 +43,36 @@ def test_versions_are_numbered_and_never_overwritten(model, tmp_path):
     assert (second / "saved_model.pb").is_file()
 
 
-def test_failed_export_leaves_no_version(model, tmp_path, monkeypatch):
-    def half_write(model, signatures, path):
-        (path / "variables").mkdir(parents=True)
-        (path / "saved_model.pb").write_bytes(b"partial")
-        raise OSError(28, "No space left on device")
+def _disk_full(model, signatures, path):
+    """Stand-in for _write_saved_model on a disk that fills up half way through."""
+    (path / "variables").mkdir(parents=True)
+    (path / "saved_model.pb").write_bytes(b"partial")
+    raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(export_mod, "_write_saved_model", half_write)
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_full_disk_during_export_leaves_the_previous_version_untouched(
+    model, tmp_path, monkeypatch
+):
+    first = export_saved_model(model, tmp_path)
+    before = _tree(tmp_path)
+    monkeypatch.setattr(export_mod, "_write_saved_model", _disk_full)
     with pytest.raises(ExportError, match="No space left"):
         export_saved_model(model, tmp_path)
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == [first.name]  # no version 2, no temporary
+    assert _tree(tmp_path) == before
+
+
+def test_export_cli_on_a_full_disk_is_one_error_line(model, tmp_path, monkeypatch, capsys):
+    save_keras_model(model, tmp_path / "m.keras")
+    monkeypatch.setattr(export_mod, "_write_saved_model", _disk_full)
+    code = export_mod.main([str(tmp_path / "m.keras"), "--out", str(tmp_path / "served")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("error:") == 1 and "No space left on device" in err
+    assert list((tmp_path / "served" / "mnist").iterdir()) == []
 
 
 @pytest.mark.parametrize(
