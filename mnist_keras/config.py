@@ -13,6 +13,7 @@ from mnist_keras.errors import ConfigError
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 APIS = ("sequential", "functional")
 INITIALIZERS = ("glorot", "normal")
+STRATEGIES = ("none", "mirrored", "multi-worker")  # tf.distribute: see distribute.py
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,9 @@ class TrainConfig:
     train_samples: int | None = None  # use only the first N training images (quick runs)
     test_samples: int | None = None  # evaluate on only the first N test images (quick runs)
     data: str | None = None  # folder of IDX files or a .npz; None: $MNIST_KERAS_DATA or Keras
+    # tf.distribute: none, mirrored (local GPUs, or the CPU), multi-worker (TF_CONFIG cluster);
+    # batch_size is per replica, so each step's global batch is batch_size x replicas.
+    distribute: str = "none"
     preset: str = "default"  # the preset these values started from
 
     def validate(self) -> TrainConfig:
@@ -61,6 +65,11 @@ class TrainConfig:
             self.initializer in INITIALIZERS,
             "initializer",
             f"must be one of {', '.join(INITIALIZERS)}",
+        )
+        _check(
+            self.distribute in STRATEGIES,
+            "distribute",
+            f"must be one of {', '.join(STRATEGIES)}",
         )
         _check(self.preset in PRESETS, "preset", f"must be one of {', '.join(PRESETS)}")
         return self

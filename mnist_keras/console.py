@@ -35,6 +35,10 @@ def print_error(message: str) -> None:
     stderr.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True, highlight=False)
 
 
+def print_line(text: str) -> None:
+    console.print(text, soft_wrap=True, highlight=False)
+
+
 def print_config(config: dict[str, Any], title: str) -> None:
     table = Table(title=title, show_header=False, title_justify="left")
     for key, value in config.items():

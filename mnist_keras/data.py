@@ -226,7 +226,7 @@ def make_dataset(
     """
     if shuffle_seed is None:
         dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).cache()
-        return dataset.prefetch(tf.data.AUTOTUNE)
+        return dataset.prefetch(tf.data.AUTOTUNE).with_options(_shard_by_data())
     images, labels = tf.constant(x), tf.constant(y)
     seed = tf.constant(shuffle_seed, tf.int64)
 
@@ -238,7 +238,15 @@ def make_dataset(
 
     batches = tf.data.Dataset.counter().flat_map(one_pass).skip(skip_batches)
     gathered = batches.map(lambda index: (tf.gather(images, index), tf.gather(labels, index)))
-    return gathered.prefetch(tf.data.AUTOTUNE)
+    return gathered.prefetch(tf.data.AUTOTUNE).with_options(_shard_by_data())
+
+
+def _shard_by_data() -> tf.data.Options:
+    """Multi-worker training: every worker builds the same seeded stream and takes its share of
+    each global batch (the default, sharding by files, cannot apply to in-memory arrays)."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return options
 
 
 def batches_per_pass(n: int, batch_size: int) -> int:

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import secrets
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -85,6 +86,23 @@ def open_run_dir(path: Path) -> RunDir:
         raise RunError(f"--resume {path}: not a run folder (no config.json)")
     if read_json(run.metrics_json).get("status") == "completed":
         raise RunError(f"--resume {path}: this run already completed")
+    return run
+
+
+def scratch_run_dir(resume: Path | None) -> RunDir:
+    """A temporary run folder for a worker that is not the chief (multi-worker training).
+
+    Such a worker still saves what the chief saves (TensorFlow needs every worker in a save),
+    but somewhere nobody reads. Resuming, it starts from the chief's backup and history, so all
+    workers restore the same epoch.
+    """
+    run = RunDir(Path(tempfile.mkdtemp(prefix="mnist-keras-worker-")))
+    if resume is not None:
+        source = open_run_dir(resume)
+        if source.history_csv.is_file():
+            shutil.copy2(source.history_csv, run.history_csv)
+        if source.backup.is_dir():
+            shutil.copytree(source.backup, run.backup)
     return run
 
 

@@ -25,6 +25,7 @@ from mnist_keras.config import (
     APIS,
     OPTIMIZERS,
     PRESETS,
+    STRATEGIES,
     TrainConfig,
     flag_name,
     read_config,
@@ -39,6 +40,7 @@ from mnist_keras.data import (
     make_dataset,
     split_validation,
 )
+from mnist_keras.distribute import is_chief, make_strategy
 from mnist_keras.errors import ConfigError, MnistKerasError, RunError, first_line
 from mnist_keras.evaluate import Evaluation, evaluate, log_confusion_image
 from mnist_keras.export import MODEL_NAME, export_saved_model, save_keras_model
@@ -49,6 +51,7 @@ from mnist_keras.runs import (
     create_run_dir,
     open_run_dir,
     read_history,
+    scratch_run_dir,
     write_json,
 )
 
@@ -76,6 +79,7 @@ class TrainResult:
     export_path: Path
     train_seconds: float  # wall time of model.fit in this process
     samples_per_second: float  # steady state: the first epoch (tracing, warm-up) excluded
+    replicas: int = 1  # model copies that shared each step (tf.distribute)
 
     def metrics(self) -> dict[str, Any]:
         """What metrics.json holds."""
@@ -86,10 +90,19 @@ class TrainResult:
             "best_val_accuracy": _best_val_accuracy(self.history),
             "train_seconds": round(self.train_seconds, 3),
             "samples_per_second": round(self.samples_per_second, 1),
+            "replicas": self.replicas,
             "export_path": str(self.export_path),
             "keras_model": str(self.run.keras_model),
             "history": self.history,
         }
+
+
+@dataclass(frozen=True)
+class WorkerResult:
+    """How a multi-worker process other than the chief ends: the chief evaluates and exports."""
+
+    history: list[dict[str, float]]
+    replicas: int
 
 
 def run(
@@ -98,7 +111,7 @@ def run(
     resume: Path | None = None,
     datasets: Mnist | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
-) -> TrainResult:
+) -> TrainResult | WorkerResult:
     """Train `config` in a new run folder under `runs_dir` (or `resume` one), evaluate, export.
 
     Args:
@@ -106,12 +119,33 @@ def run(
         callbacks: extra Keras callbacks, such as the CLI's progress display.
     """
     config.validate()
+    strategy = make_strategy(config.distribute)  # first: multi-worker must precede any TF op
     data = (datasets or load_mnist(config.data)).head(config.train_samples, config.test_samples)
     split = split_validation(data.x_train, data.y_train, config.validation_size, config.seed)
-    config = whole_epochs(config, len(split.x_train))
+    config = whole_epochs(config, len(split.x_train), strategy.num_replicas_in_sync)
+    replicas = strategy.num_replicas_in_sync
+    if config.distribute == "multi-worker" and not is_chief():
+        run_dir = scratch_run_dir(resume)  # saves nobody reads, removed at the end
+        try:
+            history, _, _ = _train(config, split, run_dir, callbacks, strategy)
+            return WorkerResult(history, replicas)
+        finally:
+            shutil.rmtree(run_dir.path, ignore_errors=True)
     run_dir = open_run_dir(resume) if resume else _start_run(runs_dir, config, data.source)
+    history, seconds, throughput = _train(config, split, run_dir, callbacks, strategy)
+    return _finish(config, data, run_dir, history, seconds, throughput, replicas)
+
+
+def _train(
+    config: TrainConfig,
+    split: Split,
+    run_dir: RunDir,
+    callbacks: Sequence[keras.callbacks.Callback],
+    strategy: tf.distribute.Strategy,
+) -> tuple[list[dict[str, float]], float, float]:
+    """Fit; return the history, seconds and samples per second, or stop on Ctrl-C or NaN."""
     try:
-        timer, seconds = _fit(config, split, run_dir, callbacks)
+        timer, seconds = _fit(config, split, run_dir, callbacks, strategy)
     except KeyboardInterrupt as exc:
         raise TrainingInterrupted(run_dir) from exc
     history = read_history(run_dir.history_csv)
@@ -125,16 +159,17 @@ def run(
         raise TrainingDiverged(
             f"loss became NaN at epoch {len(history) or 1}: lower --learning-rate; {kept}"
         )
-    return _finish(config, data, run_dir, history, seconds, _throughput(config, split, timer))
+    return history, seconds, _throughput(config, split, timer, strategy.num_replicas_in_sync)
 
 
-def epoch_steps(config: TrainConfig, n_train: int) -> int:
-    return config.steps_per_epoch or batches_per_pass(n_train, config.batch_size)
+def epoch_steps(config: TrainConfig, n_train: int, replicas: int = 1) -> int:
+    """Steps an epoch: the configured number, or one pass in global batches (all replicas)."""
+    return config.steps_per_epoch or batches_per_pass(n_train, config.batch_size * replicas)
 
 
-def whole_epochs(config: TrainConfig, n_train: int) -> TrainConfig:
+def whole_epochs(config: TrainConfig, n_train: int, replicas: int = 1) -> TrainConfig:
     """`config` with a steps_per_execution that divides the epoch (see `execution_size`)."""
-    size = execution_size(epoch_steps(config, n_train), config.steps_per_execution)
+    size = execution_size(epoch_steps(config, n_train, replicas), config.steps_per_execution)
     return dataclasses.replace(config, steps_per_execution=size)
 
 
@@ -164,16 +199,18 @@ def _fit(
     split: Split,
     run_dir: RunDir,
     extra: Sequence[keras.callbacks.Callback],
+    strategy: tf.distribute.Strategy,
 ) -> tuple[EpochTimer, float]:
     """Build and fit a fresh model (BackupAndRestore reloads its state on resume)."""
     keras.utils.set_random_seed(config.seed)
-    model = build_model(config)
+    with strategy.scope():  # the variables are mirrored on every replica
+        model = build_model(config)
     done = read_history(run_dir.history_csv)  # epochs an interrupted run finished
-    steps = epoch_steps(config, len(split.x_train))
-    train = make_dataset(
-        split.x_train, split.y_train, config.batch_size, config.seed, len(done) * steps
-    )
-    val = make_dataset(split.x_val, split.y_val, config.batch_size)
+    replicas = strategy.num_replicas_in_sync
+    steps = epoch_steps(config, len(split.x_train), replicas)
+    batch = config.batch_size * replicas  # the global batch: --batch-size on every replica
+    train = make_dataset(split.x_train, split.y_train, batch, config.seed, len(done) * steps)
+    val = make_dataset(split.x_val, split.y_val, batch)
     callbacks = make_callbacks(run_dir, _best_val_accuracy(done))
     start = time.perf_counter()
     model.fit(
@@ -196,10 +233,12 @@ def _best_val_accuracy(history: list[dict[str, float]]) -> float | None:
     return max(scores, default=None)
 
 
-def _throughput(config: TrainConfig, split: Split, timer: EpochTimer) -> float:
+def _throughput(config: TrainConfig, split: Split, timer: EpochTimer, replicas: int) -> float:
     """Training samples per second over the epochs after the first (tracing and warm-up)."""
     per_epoch = (
-        config.steps_per_epoch * config.batch_size if config.steps_per_epoch else len(split.x_train)
+        config.steps_per_epoch * config.batch_size * replicas
+        if config.steps_per_epoch
+        else len(split.x_train)
     )
     steady = timer.seconds[1:] or timer.seconds
     return per_epoch * len(steady) / max(sum(steady), 1e-9)
@@ -212,6 +251,7 @@ def _finish(
     history: list[dict[str, float]],
     seconds: float,
     throughput: float,
+    replicas: int,
 ) -> TrainResult:
     """Evaluate the best checkpoint on the test set (its only use), export it, write metrics."""
     best = keras.saving.load_model(str(run_dir.best_checkpoint))
@@ -219,7 +259,9 @@ def _finish(
     log_confusion_image(evaluation.confusion, run_dir.tensorboard / "test", step=len(history))
     export_path = export_saved_model(best, run_dir.export / MODEL_NAME)
     save_keras_model(best, run_dir.keras_model)
-    result = TrainResult(run_dir, config, evaluation, history, export_path, seconds, throughput)
+    result = TrainResult(
+        run_dir, config, evaluation, history, export_path, seconds, throughput, replicas
+    )
     write_json(run_dir.metrics_json, result.metrics())
     return result
 
@@ -244,6 +286,12 @@ CONFIG_FLAGS: dict[str, tuple[Any, str, str]] = {
     "validation_size": (int, "N", "examples held out of training for validation"),
     "steps_per_epoch": (int, "N", "batches per epoch; the data repeats (default: one pass)"),
     "steps_per_execution": (int, "N", "batches per call into the compiled graph"),
+    "distribute": (
+        list(STRATEGIES),
+        "",
+        "tf.distribute strategy: mirrored uses every local GPU (or the CPU), multi-worker the "
+        "cluster in TF_CONFIG (Keras 2 only); --batch-size is then per replica",
+    ),
     "jit_compile": (
         bool,
         "",
@@ -361,13 +409,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def print_result(result: TrainResult) -> None:
+def print_result(result: TrainResult | WorkerResult) -> None:
+    if isinstance(result, WorkerResult):
+        console.print_line(
+            f"worker done: {len(result.history)} epochs, final loss "
+            f"{result.history[-1]['loss']:.6f}, {result.replicas} replicas; the chief evaluated, "
+            "exported and wrote the run folder"
+        )
+        return
     figures = {
         "test accuracy": result.evaluation.accuracy,
         "test loss": result.evaluation.loss,
         "epochs": len(result.history),
         "training time": f"{result.train_seconds:.1f} s",
         "samples per second": f"{result.samples_per_second:,.0f}",
+        "replicas": result.replicas,
     }
     paths = {
         "run folder": result.run.path,

@@ -1,0 +1,138 @@
+"""tf.distribute: mirrored training matches undistributed training; multi-worker runs on Keras 2
+through the launcher (only the chief writes) and is refused, clearly, on Keras 3."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import pytest
+from conftest import assert_clean_failure, run_cli, synthetic_mnist, write_idx_folder
+
+from mnist_keras.config import TrainConfig
+from mnist_keras.distribute import KERAS_MULTI_WORKER_ISSUE, is_chief
+from mnist_keras.errors import ConfigError
+from mnist_keras.train import run
+
+KERAS_3 = int(keras.__version__.split(".")[0]) >= 3
+LAUNCHER = Path(__file__).parents[1] / "scripts" / "launch_workers.py"
+
+
+def test_mirrored_matches_an_undistributed_run(tmp_path, tiny):
+    config = TrainConfig(epochs=2, hidden_units=32, validation_size=100, batch_size=64, seed=5)
+    plain = run(config, tmp_path / "none", datasets=tiny)
+    mirrored = run(
+        TrainConfig(**{**config.to_dict(), "distribute": "mirrored"}), tmp_path / "m", datasets=tiny
+    )
+    replicas = mirrored.replicas
+    assert (
+        replicas >= 1 and json.loads(mirrored.run.metrics_json.read_text())["replicas"] == replicas
+    )
+    if replicas == 1:  # the CPU: one replica, the same global batch as the plain run
+        assert abs(mirrored.evaluation.accuracy - plain.evaluation.accuracy) <= 0.01
+    assert mirrored.evaluation.accuracy > 0.8
+
+
+@pytest.mark.parametrize(
+    "tf_config, chief",
+    [
+        (None, True),
+        ({"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 0}}, True),
+        ({"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}}, False),
+        (
+            {
+                "cluster": {"chief": ["a:1"], "worker": ["b:2"]},
+                "task": {"type": "worker", "index": 0},
+            },
+            False,
+        ),
+        (
+            {
+                "cluster": {"chief": ["a:1"], "worker": ["b:2"]},
+                "task": {"type": "chief", "index": 0},
+            },
+            True,
+        ),
+    ],
+)
+def test_is_chief_follows_tensorflow_convention(monkeypatch, tf_config, chief):
+    if tf_config is None:
+        monkeypatch.delenv("TF_CONFIG", raising=False)
+    else:
+        monkeypatch.setenv("TF_CONFIG", json.dumps(tf_config))
+    assert is_chief() is chief
+
+
+def test_bad_tf_config_is_a_config_error(monkeypatch):
+    monkeypatch.setenv("TF_CONFIG", "{not json")
+    with pytest.raises(ConfigError, match="TF_CONFIG is not valid JSON"):
+        is_chief()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not KERAS_3, reason=f"Keras {keras.__version__} runs multi-worker training")
+def test_keras_3_refuses_multi_worker_at_once(tmp_path, tiny):
+    data = write_idx_folder(tmp_path / "data", tiny)
+    result = run_cli(
+        "train",
+        *("--data", str(data), "--distribute", "multi-worker", "--runs-dir", "runs"),
+        cwd=tmp_path,
+        env={"TF_CONFIG": json.dumps({"cluster": {"worker": ["127.0.0.1:1"]}, "task": {}})},
+    )
+    assert_clean_failure(result, KERAS_MULTI_WORKER_ISSUE, [tmp_path / "runs"])
+    assert "--distribute mirrored" in result.stderr and "constraints-keras2.txt" in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    KERAS_3, reason=f"Keras {keras.__version__} cannot fit multi-worker (keras#20585)"
+)
+def test_multi_worker_needs_tf_config(tmp_path, tiny):
+    data = write_idx_folder(tmp_path / "data", tiny)
+    args = ("--data", str(data), "--distribute", "multi-worker", "--runs-dir", "runs")
+    result = run_cli("train", *args, cwd=tmp_path, env={"TF_CONFIG": ""})
+    assert_clean_failure(result, "needs TF_CONFIG", [tmp_path / "runs"])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    KERAS_3, reason=f"Keras {keras.__version__} cannot fit multi-worker (keras#20585)"
+)
+def test_two_workers_through_the_launcher(tmp_path):
+    data = write_idx_folder(tmp_path / "data", synthetic_mnist(n_train=1200, n_test=200))
+    train_args = ["--data", str(data), "--epochs", "2", "--hidden-units", "32"]
+    train_args += ["--validation-size", "200", "--batch-size", "32", "--runs-dir", "runs"]
+    scratch = tmp_path / "tmp"  # where the other worker's scratch run folder goes
+    scratch.mkdir()
+    launcher = subprocess.Popen(
+        [sys.executable, str(LAUNCHER), "--workers", "2", "--logs", "logs", "--", *train_args],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "COLUMNS": "200", "TMPDIR": str(scratch)},
+        start_new_session=True,  # its own process group: the test can end it and its workers
+    )
+    try:
+        out, _ = launcher.communicate(timeout=300)
+    finally:
+        if launcher.poll() is None:
+            os.killpg(launcher.pid, signal.SIGKILL)
+            launcher.wait()
+    assert launcher.returncode == 0, out[-4000:]
+    (run_dir,) = (tmp_path / "runs").iterdir()  # only the chief wrote a run folder
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["replicas"] == 2 and metrics["test_accuracy"] > 0.5  # chance is 0.1
+    assert (run_dir / "export" / "mnist" / "1" / "saved_model.pb").is_file()
+    worker_log = (tmp_path / "logs" / "worker-1.log").read_text()
+    (final_loss,) = re.findall(
+        r"worker done: 2 epochs, final loss ([0-9.]+), 2 replicas", worker_log
+    )
+    assert float(final_loss) == round(metrics["history"][-1]["loss"], 6)  # the workers agree
+    assert not list(scratch.glob("mnist-keras-worker-*"))  # removed at the end
