@@ -12,20 +12,20 @@ ifneq ($(SHARED_MNIST),)
 export MNIST_KERAS_DATA ?= $(abspath $(SHARED_MNIST))
 endif
 
-.PHONY: train tune bench test test-keras2 test-fast lint format clean
+.PHONY: train tune bench demo test test-keras2 test-fast lint format clean
 
 # The stamp is rebuilt when pyproject.toml changes, so a dependency edit reinstalls.
 $(VENV)/.installed: pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)/bin/python -m pip install --quiet -e '.[dev]'
+	$(VENV)/bin/python -m pip install --quiet -e '.[dev,demo]'
 	touch $@
 
 # Keras 2: TensorFlow 2.15.1 is the last release that bundles it.
 $(VENV2)/.installed: pyproject.toml constraints-keras2.txt
 	test -x $(VENV2)/bin/python || $(PYTHON) -m venv $(VENV2)
 	$(VENV2)/bin/python -m pip install --quiet --upgrade pip
-	$(VENV2)/bin/python -m pip install --quiet -c constraints-keras2.txt -e '.[dev]'
+	$(VENV2)/bin/python -m pip install --quiet -c constraints-keras2.txt -e '.[dev,demo]'
 	touch $@
 
 train: $(VENV)/.installed
@@ -33,11 +33,14 @@ train: $(VENV)/.installed
 
 # The benchmark installs PyTorch (the bench extra) on first use; the tests never need it.
 bench: $(VENV)/.installed
-	$(VENV)/bin/python -c "import torch" 2>/dev/null || $(VENV)/bin/python -m pip install --quiet -e '.[dev,bench]'
+	$(VENV)/bin/python -c "import torch" 2>/dev/null || $(VENV)/bin/python -m pip install --quiet -e '.[dev,demo,bench]'
 	$(VENV)/bin/python -m mnist_keras.bench $(ARGS)
 
 tune: $(VENV)/.installed
 	$(VENV)/bin/python -m mnist_keras.tune $(ARGS)
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/python -m mnist_keras.demo $(ARGS)
 
 test: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)

@@ -91,9 +91,18 @@ def read_images(path: Path) -> np.ndarray:
 
 def _read_picture(path: Path) -> np.ndarray:
     try:
-        image = tf.io.decode_image(path.read_bytes(), expand_animations=False).numpy()
-    except (OSError, tf.errors.OpError) as exc:
+        content = path.read_bytes()
+    except OSError as exc:
         raise DataError(f"{path}: not a readable image ({first_line(exc)})") from exc
+    return decode_picture(content, str(path))
+
+
+def decode_picture(content: bytes, source: str) -> np.ndarray:
+    """A PNG, JPEG, GIF or BMP as one grayscale uint8 (H, W) image; `source` names it in errors."""
+    try:
+        image = tf.io.decode_image(content, expand_animations=False).numpy()
+    except (ValueError, tf.errors.OpError) as exc:
+        raise DataError(f"{source}: not a readable image ({first_line(exc)})") from exc
     rgb, alpha = image[..., :3].astype(np.float32), image[..., 3:] / 255.0
     gray = rgb.mean(axis=-1, keepdims=True) if rgb.shape[-1] == 3 else rgb
     if alpha.size:  # transparent parts become white paper, like the page around the ink

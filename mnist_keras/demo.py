@@ -1,0 +1,260 @@
+"""Draw a digit in the browser: `python -m mnist_keras.demo --model DIR` (also `mnist-demo`).
+
+A local page over an exported SavedModel. Its JSON API is TensorFlow Serving's REST API
+(`POST /v1/models/<name>:predict`, `GET /v1/models/<name>`), so the page runs unchanged against a
+real TensorFlow Serving (`--serving-url`); `POST /demo/preprocess` brings a drawing or a picture
+to MNIST form with `predict.to_mnist`, the one implementation `predict` uses too.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mnist_keras import console
+from mnist_keras.data import IMAGE_SHAPE
+from mnist_keras.errors import ConfigError, DataError, MnistKerasError, first_line
+from mnist_keras.export import MODEL_NAME, OUTPUT_CLASSES, OUTPUT_PROBABILITIES
+from mnist_keras.predict import Classifier, decode_picture, to_mnist
+
+try:  # the server is an optional extra: pip install 'mnist-keras[demo]'
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.concurrency import run_in_threadpool
+    from starlette.requests import Request
+    from starlette.responses import FileResponse, JSONResponse, Response
+    from starlette.routing import Mount, Route
+    from starlette.staticfiles import StaticFiles
+except ImportError:  # main() says what to install
+    uvicorn = None
+
+STATIC = Path(__file__).with_name("demo_static")
+MAX_BODY = 1 << 20  # bytes; a 280x280 drawing as JSON is about 300 kB
+MAX_SIDE = 2000  # pixels, for drawings sent as arrays
+PROXY_TIMEOUT_S = 10
+
+
+class ApiError(Exception):
+    """A request the API refuses: its HTTP status and a message for the JSON body."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Where predictions come from: the local SavedModel, or a TensorFlow Serving URL."""
+
+    name: str
+    classifier: Classifier | None = None
+    serving_url: str | None = None
+    version: str = "1"
+
+
+def parse_instances(payload: Any) -> np.ndarray:
+    """TF Serving's row format for our signature: {"instances": N x 28 x 28 integers 0..255}."""
+    if not isinstance(payload, dict) or "instances" not in payload:
+        raise ApiError(400, 'the body must be a JSON object with "instances"')
+    array = _int_array(payload["instances"], "instances")
+    if array.ndim != 3 or array.shape[1:] != IMAGE_SHAPE or len(array) == 0:
+        raise ApiError(400, f"instances must have shape [N, 28, 28], got {list(array.shape)}")
+    return array
+
+
+def _int_array(values: Any, what: str) -> np.ndarray:
+    """Integers 0..255 as uint8, or ApiError naming `what` and the defect."""
+    try:
+        array = np.asarray(values)
+    except ValueError as exc:  # ragged lists
+        raise ApiError(400, f"{what} is not a rectangular array ({first_line(exc)})") from exc
+    if array.size and array.dtype.kind not in "iu":
+        raise ApiError(400, f"{what} must hold integers 0..255 (uint8), got {array.dtype.name}")
+    if array.size and (array.min() < 0 or array.max() > 255):
+        raise ApiError(400, f"{what} has values outside 0..255")
+    return array.astype(np.uint8)
+
+
+def predictions(backend: Backend, images: np.ndarray) -> list[dict[str, Any]]:
+    """One {"probabilities", "classes"} object per image, as TF Serving answers."""
+    probabilities = backend.classifier(images)
+    return [
+        {OUTPUT_PROBABILITIES: [float(p) for p in row], OUTPUT_CLASSES: int(row.argmax())}
+        for row in probabilities
+    ]
+
+
+def preprocess_drawing(payload: Any) -> np.ndarray:
+    """{"image": H x W grayscale integers} from the page's canvas, in MNIST form."""
+    if not isinstance(payload, dict) or "image" not in payload:
+        raise ApiError(400, 'the body must be a JSON object with "image"')
+    image = _int_array(payload["image"], "image")
+    if image.ndim != 2 or not (min(image.shape) > 0 and max(image.shape) <= MAX_SIDE):
+        raise ApiError(400, f"image must be [H, W] with sides 1..{MAX_SIDE}, got {image.shape}")
+    return to_mnist(image)
+
+
+def preprocess_picture(content: bytes) -> np.ndarray:
+    try:
+        return to_mnist(decode_picture(content, "the picture"))
+    except DataError as exc:
+        raise ApiError(400, str(exc)) from exc
+
+
+async def read_body(request: Request) -> bytes:
+    """The request body, refusing more than MAX_BODY bytes without reading them all."""
+    declared = request.headers.get("content-length", "0")
+    if declared.isdigit() and int(declared) > MAX_BODY:
+        raise ApiError(400, f"body over the {MAX_BODY} byte limit")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise ApiError(400, f"body over the {MAX_BODY} byte limit")
+    return body
+
+
+def parse_json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError as exc:
+        raise ApiError(400, f"malformed JSON ({first_line(exc)})") from exc
+
+
+def forward(url: str, body: bytes | None) -> tuple[int, bytes]:
+    """Send a request on to TensorFlow Serving; its answer, or 502 when it cannot be reached."""
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=PROXY_TIMEOUT_S) as answer:
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except OSError as exc:
+        raise ApiError(502, f"TensorFlow Serving at {url} did not answer ({exc})") from exc
+
+
+def create_app(backend: Backend) -> Starlette:
+    """The page, the preprocessing endpoint and the TF Serving REST API over `backend`."""
+
+    def check_name(request: Request) -> None:
+        if request.path_params["name"] != backend.name:
+            raise ApiError(
+                404, f"Servable not found for request: Latest({request.path_params['name']})"
+            )
+
+    async def predict(request: Request) -> Response:
+        check_name(request)
+        body = await read_body(request)
+        images = parse_instances(parse_json(body))
+        if backend.serving_url:
+            url = f"{backend.serving_url}/v1/models/{backend.name}:predict"
+            status, answer = await run_in_threadpool(forward, url, body)
+            return Response(answer, status, media_type="application/json")
+        return JSONResponse({"predictions": await run_in_threadpool(predictions, backend, images)})
+
+    async def status(request: Request) -> Response:
+        check_name(request)
+        if backend.serving_url:
+            url = f"{backend.serving_url}/v1/models/{backend.name}"
+            code, answer = await run_in_threadpool(forward, url, None)
+            return Response(answer, code, media_type="application/json")
+        ok = {"error_code": "OK", "error_message": ""}
+        state = {"version": backend.version, "state": "AVAILABLE", "status": ok}
+        return JSONResponse({"model_version_status": [state]})
+
+    async def preprocess(request: Request) -> Response:
+        body = await read_body(request)
+        if request.headers.get("content-type", "").startswith("image/"):
+            image = await run_in_threadpool(preprocess_picture, body)
+        else:
+            image = await run_in_threadpool(preprocess_drawing, parse_json(body))
+        return JSONResponse({"image": image.tolist()})
+
+    async def config(request: Request) -> Response:
+        return JSONResponse({"model": backend.name})
+
+    async def index(request: Request) -> Response:
+        return FileResponse(STATIC / "index.html")
+
+    async def api_error(request: Request, exc: ApiError) -> Response:
+        return JSONResponse({"error": str(exc)}, exc.status)
+
+    routes = [
+        Route("/", index),
+        Route("/v1/models/{name}:predict", predict, methods=["POST"]),
+        Route("/v1/models/{name}", status, methods=["GET"]),
+        Route("/demo/preprocess", preprocess, methods=["POST"]),
+        Route("/demo/config", config),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ]
+    return Starlette(routes=routes, exception_handlers={ApiError: api_error})
+
+
+def check_port(host: str, port: int) -> None:
+    """Fail with one line, before loading anything, when the address cannot be served."""
+    if not 0 < port < 65536:
+        raise ConfigError(f"--port {port} must be in 1..65535")
+    try:
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+    except OSError as exc:
+        raise ConfigError(
+            f"--host {host} --port {port}: cannot listen there ({exc.strerror})"
+        ) from exc
+
+
+def build_parser() -> console.Parser:
+    p = console.Parser(prog="python -m mnist_keras.demo", description=__doc__.splitlines()[0])
+    p.add_argument("--model", type=Path, help="export folder: a version, or the model folder")
+    p.add_argument(
+        "--serving-url",
+        metavar="URL",
+        help="answer predictions from this TensorFlow Serving (e.g. http://localhost:8501) "
+        "instead of --model",
+    )
+    p.add_argument("--name", default=MODEL_NAME, help=f"model name in the API ({MODEL_NAME})")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (127.0.0.1: this machine only; 0.0.0.0 opens it to the network)",
+    )
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (8000)")
+    return p
+
+
+def backend_from_args(args: Any) -> Backend:
+    if (args.model is None) == (args.serving_url is None):
+        raise ConfigError("give one of --model DIR or --serving-url URL")
+    if args.serving_url:
+        return Backend(args.name, serving_url=args.serving_url.rstrip("/"))
+    classifier = Classifier(args.model)
+    return Backend(args.name, classifier=classifier, version=classifier.path.name)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        if uvicorn is None:
+            raise ConfigError("the demo needs its extra: pip install 'mnist-keras[demo]'")
+        check_port(args.host, args.port)
+        backend = backend_from_args(args)
+    except MnistKerasError as exc:
+        console.print_error(str(exc))
+        return 2
+    console.print_line(f"mnist demo on http://{args.host}:{args.port}/  (Ctrl-C stops it)")
+    uvicorn.run(create_app(backend), host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

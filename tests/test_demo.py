@@ -1,0 +1,299 @@
+"""The drawing demo: its TF Serving REST API in-process, its CLI, a load test, and the page in a
+real headless Chromium drawing real test digits with the mouse."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import assert_clean_failure, run_cli
+from starlette.testclient import TestClient
+
+from mnist_keras.demo import MAX_BODY, Backend, create_app
+from mnist_keras.predict import Classifier, to_mnist
+
+ROOT = Path(__file__).parents[1]
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def classifier(trained) -> Classifier:
+    return Classifier(trained.export_path)
+
+
+@pytest.fixture(scope="module")
+def client(classifier) -> TestClient:
+    return TestClient(create_app(Backend("mnist", classifier=classifier)))
+
+
+def _predict(client: TestClient, body, name: str = "mnist"):
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return client.post(f"/v1/models/{name}:predict", content=content)
+
+
+def test_predict_matches_the_saved_model(client, classifier, real_mnist):
+    images = real_mnist.x_test[:50]
+    answer = _predict(client, {"instances": images.tolist()})
+    assert answer.status_code == 200
+    predictions = answer.json()["predictions"]
+    direct = classifier(images)
+    assert [p["classes"] for p in predictions] == direct.argmax(axis=1).tolist()
+    np.testing.assert_allclose([p["probabilities"] for p in predictions], direct, atol=1e-6)
+
+
+def test_model_status_as_tf_serving_reports_it(client, classifier):
+    answer = client.get("/v1/models/mnist")
+    assert answer.status_code == 200
+    (status,) = answer.json()["model_version_status"]
+    assert status["state"] == "AVAILABLE" and status["version"] == classifier.path.name
+    assert status["status"]["error_code"] == "OK"
+
+
+BAD_BODIES = {
+    "malformed JSON": (b"{not json", "malformed JSON"),
+    "no instances": ({"inputs": []}, '"instances"'),
+    "wrong shape": ({"instances": [[[0] * 28] * 27]}, "shape [N, 28, 28]"),
+    "float pixels": ({"instances": [[[0.5] * 28] * 28]}, "integers 0..255"),
+    "out of range": ({"instances": [[[256] * 28] * 28]}, "outside 0..255"),
+    "negative": ({"instances": [[[-1] * 28] * 28]}, "outside 0..255"),
+    "ragged": ({"instances": [[[0] * 28] * 27 + [[0] * 3]]}, "rectangular"),
+    "empty": ({"instances": []}, "shape [N, 28, 28]"),
+    "over 1 MB": (b'{"instances": [' + b"0," * MAX_BODY + b"0]}", "byte limit"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_BODIES))
+def test_bad_requests_get_400_and_the_server_goes_on(client, real_mnist, case):
+    body, message = BAD_BODIES[case]
+    answer = _predict(client, body)
+    assert answer.status_code == 400 and message in answer.json()["error"]
+    good = _predict(client, {"instances": real_mnist.x_test[:1].tolist()})
+    assert good.status_code == 200
+
+
+def test_unknown_model_is_404(client):
+    assert _predict(client, {"instances": []}, name="other").status_code == 404
+    answer = client.get("/v1/models/other")
+    assert answer.status_code == 404 and "other" in answer.json()["error"]
+
+
+def test_preprocess_a_drawing_is_to_mnist_of_it(client, real_mnist):
+    # A test digit as the page would send it: 280x280, ten canvas pixels to an MNIST pixel.
+    drawing = np.kron(real_mnist.x_test[0], np.ones((10, 10), np.uint8))
+    answer = client.post("/demo/preprocess", json={"image": drawing.tolist()})
+    assert answer.status_code == 200
+    np.testing.assert_array_equal(np.array(answer.json()["image"]), to_mnist(drawing))
+
+
+def test_preprocess_a_picture_inverts_dark_ink_on_paper(client, classifier, real_mnist):
+    digit = real_mnist.x_test[1]
+    png = tf.io.encode_png((255 - digit)[..., None]).numpy()  # dark ink on white paper
+    answer = client.post("/demo/preprocess", content=png, headers={"Content-Type": "image/png"})
+    image = np.array(answer.json()["image"], np.uint8)
+    assert classifier(image[None]).argmax() == real_mnist.y_test[1]
+    bad = client.post("/demo/preprocess", content=b"junk", headers={"Content-Type": "image/png"})
+    assert bad.status_code == 400 and "not a readable image" in bad.json()["error"]
+
+
+def test_page_and_its_files_are_served(client):
+    page = client.get("/")
+    assert page.status_code == 200 and '<canvas id="pad"' in page.text
+    for name in ("app.js", "style.css"):
+        assert client.get(f"/static/{name}").status_code == 200
+    assert client.get("/demo/config").json() == {"model": "mnist"}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """A uvicorn server for an app, on a free port, in a thread of this process."""
+
+    def __init__(self, app) -> None:
+        import uvicorn
+
+        self.port = _free_port()
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> Server:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def test_serving_url_forwards_to_tf_serving(classifier, real_mnist):
+    """The page's API answered by another TF-Serving-speaking server, as a real one would."""
+    upstream = create_app(Backend("mnist", classifier=classifier))
+    with Server(upstream) as serving:
+        proxy = TestClient(
+            create_app(Backend("mnist", serving_url=f"http://127.0.0.1:{serving.port}"))
+        )
+        answer = _predict(proxy, {"instances": real_mnist.x_test[:5].tolist()})
+        assert answer.status_code == 200
+        classes = [p["classes"] for p in answer.json()["predictions"]]
+        assert classes == classifier(real_mnist.x_test[:5]).argmax(axis=1).tolist()
+        assert proxy.get("/v1/models/mnist").json()["model_version_status"][0]["state"] == (
+            "AVAILABLE"
+        )
+    down = TestClient(create_app(Backend("mnist", serving_url="http://127.0.0.1:9")))
+    answer = _predict(down, {"instances": real_mnist.x_test[:1].tolist()})
+    assert answer.status_code == 502 and "did not answer" in answer.json()["error"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model", "nowhere"], "--model nowhere: no SavedModel"),
+        ([], "give one of --model DIR or --serving-url URL"),
+        (["--port", "70000"], "--port 70000 must be in 1..65535"),
+    ],
+)
+def test_cli_bad_input(tmp_path, args, message):
+    result = run_cli("demo", *args, cwd=tmp_path)
+    assert_clean_failure(result, message)
+
+
+@pytest.mark.slow
+def test_cli_port_in_use(tmp_path, trained):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        result = run_cli("demo", "--model", str(trained.export_path), "--port", port, cwd=tmp_path)
+    assert_clean_failure(result, f"--port {port}: cannot listen there (Address already in use)")
+
+
+@pytest.fixture(scope="module")
+def demo_server(trained, tmp_path_factory):
+    """`python -m mnist_keras.demo` in a subprocess; yields its URL, ends it with Ctrl-C."""
+    port = _free_port()
+    model = str(trained.export_path.parent)  # the model folder: the newest version is served
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mnist_keras.demo", "--model", model, "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, proc.stderr.read()[-3000:]
+            assert time.monotonic() < deadline, "the demo did not start"
+            try:
+                urllib.request.urlopen(f"{url}/v1/models/mnist", timeout=2).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        yield url, proc
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def _strokes(digit: np.ndarray, scale: int = 10) -> list[tuple[float, float, float]]:
+    """Mouse strokes that redraw a 28x28 digit: one horizontal drag per run of ink in a row."""
+    strokes = []
+    for row, pixels in enumerate(digit > 100):
+        col = 0
+        while col < 28:
+            if pixels[col]:
+                end = col
+                while end + 1 < 28 and pixels[end + 1]:
+                    end += 1
+                y = (row + 0.5) * scale
+                strokes.append(((col + 0.5) * scale, (end + 0.5) * scale, y))
+                col = end + 1
+            else:
+                col += 1
+    return strokes
+
+
+def _wait_for_answer(page) -> str:
+    page.wait_for_function(
+        "document.body.dataset.drawn === document.body.dataset.predicted", timeout=20_000
+    )
+    return page.inner_text("#top-class")
+
+
+@pytest.mark.slow
+def test_drawing_real_digits_in_chromium(demo_server, real_mnist, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    url, _ = demo_server
+    flags = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+    flags += ["--disable-component-update", "--disable-sync", "--no-first-run"]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=flags)
+        page = browser.new_page(viewport={"width": 820, "height": 560})
+        page.goto(url)
+        box = page.locator("#pad").bounding_box()
+        right = 0
+        for digit, label in zip(real_mnist.x_test[:10], real_mnist.y_test[:10], strict=True):
+            page.click("#clear")
+            for x0, x1, y in _strokes(digit):
+                page.mouse.move(box["x"] + x0, box["y"] + y)
+                page.mouse.down()
+                page.mouse.move(box["x"] + x1, box["y"] + y, steps=2)
+                page.mouse.up()
+            right += _wait_for_answer(page) == str(label)
+        assert page.locator("#bars li").count() == 10
+        screenshot = ROOT / "artifacts" / "demo" / "screenshot.png"
+        screenshot.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(screenshot), full_page=True)
+        assert right >= 9, f"{right}/10 drawn digits recognised"
+
+        picture = tmp_path / "digit.png"  # dark ink on white paper, picked as a file
+        picture.write_bytes(tf.io.encode_png((255 - real_mnist.x_test[11])[..., None]).numpy())
+        page.set_input_files("#file", str(picture))
+        assert _wait_for_answer(page) == str(real_mnist.y_test[11])
+        browser.close()
+
+
+@pytest.mark.slow
+def test_load_from_eight_clients_without_an_error(demo_server, real_mnist_dir):
+    url, _ = demo_server
+    script = ROOT / "scripts" / "load_demo.py"
+    args = ["--url", url, "--data", str(real_mnist_dir), "--requests", "300", "--json"]
+    result = subprocess.run(
+        [sys.executable, str(script), *args], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.splitlines()[-1])
+    assert report["errors"] == 0 and report["requests"] == 300 and report["concurrency"] == 8
+    assert 0 < report["p50_ms"] <= report["p99_ms"]
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_server_cleanly(demo_server):
+    url, proc = demo_server  # last: it ends the module's server
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and "Traceback" not in stderr
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"{url}/v1/models/mnist", timeout=2)
