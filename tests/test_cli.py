@@ -98,18 +98,17 @@ def _bad_data(tmp_path: Path, tiny) -> dict[str, tuple[list[str], str]]:
     }
 
 
-def _corrupt_idx(tmp_path: Path, case: str) -> tuple[list[str], str]:
-    name, content, defect = CORRUPTIONS[case]
-    folder = write_idx_folder(tmp_path / "mnist", GOOD)
-    (folder / name).write_bytes(content)
-    return ["--data", str(folder)], f"{folder / name}"
-
-
-def _bad_npz(tmp_path: Path, case: str) -> tuple[list[str], str]:
-    arrays, _ = NPZ_CASES[case]
-    path = tmp_path / "bad.npz"
-    np.savez(path, **{k: v for k, v in arrays.items() if k != "source"})
-    return ["--data", str(path)], str(path)
+def _bad_file(tmp_path: Path, case: str) -> tuple[Path, str]:
+    """The data path for a corruption case from test_data ("idx: ..." or "npz: ..."), its defect."""
+    kind, name = case.split(": ")
+    if kind == "idx":
+        file, content, defect = CORRUPTIONS[name]
+        folder = write_idx_folder(tmp_path / "mnist", GOOD)
+        (folder / file).write_bytes(content)
+        return folder / file, defect
+    arrays, defect = NPZ_CASES[name]
+    np.savez(tmp_path / "bad.npz", **{k: v for k, v in arrays.items() if k != "source"})
+    return tmp_path / "bad.npz", defect
 
 
 BAD_FLAGS = {
@@ -147,20 +146,15 @@ def test_bad_data(case, tmp_path, tiny):
     assert_clean_failure(result, message, [tmp_path / "runs"])
 
 
-@pytest.mark.parametrize("case", sorted(CORRUPTIONS))
-def test_corrupt_idx_file(case, tmp_path):
-    args, path = _corrupt_idx(tmp_path, case)
-    result = _train("--runs-dir", "runs", *args, cwd=tmp_path)
-    assert_clean_failure(result, path, [tmp_path / "runs"])
-    assert re.search(CORRUPTIONS[case][2], error_lines(result)[0])
-
-
-@pytest.mark.parametrize("case", sorted(NPZ_CASES))
-def test_bad_npz_file(case, tmp_path):
-    args, path = _bad_npz(tmp_path, case)
-    result = _train("--runs-dir", "runs", *args, cwd=tmp_path)
-    assert_clean_failure(result, path, [tmp_path / "runs"])
-    assert re.search(NPZ_CASES[case][1], error_lines(result)[0])
+@pytest.mark.parametrize(
+    "case", [f"idx: {c}" for c in sorted(CORRUPTIONS)] + [f"npz: {c}" for c in sorted(NPZ_CASES)]
+)
+def test_corrupt_data_file(case, tmp_path):
+    path, defect = _bad_file(tmp_path, case)
+    data = path.parent if path.suffix != ".npz" else path
+    result = _train("--data", str(data), "--runs-dir", "runs", cwd=tmp_path)
+    assert_clean_failure(result, str(path), [tmp_path / "runs"])
+    assert re.search(defect, error_lines(result)[0])
 
 
 def test_runs_dir_that_cannot_be_written(tmp_path, tiny):

@@ -25,16 +25,31 @@ def _config(**overrides) -> TrainConfig:
     return TrainConfig(**{**values, **overrides})
 
 
-class StopAtEpoch(keras.callbacks.Callback):
-    """Press Ctrl-C, in effect, as epoch `epoch` (0-based) begins."""
+class AtEpoch(keras.callbacks.Callback):
+    """Do `action(model)` as epoch `epoch` (0-based) begins."""
 
-    def __init__(self, epoch: int) -> None:
+    def __init__(self, epoch: int, action) -> None:
         super().__init__()
-        self.epoch = epoch
+        self.epoch, self.action = epoch, action
 
     def on_epoch_begin(self, epoch, logs=None):
         if epoch == self.epoch:
-            raise KeyboardInterrupt
+            self.action(self.model)
+
+
+def _ctrl_c(model) -> None:
+    raise KeyboardInterrupt
+
+
+def _poison(model) -> None:
+    """Every weight NaN: the loss turns NaN at once."""
+    for weight in model.weights:
+        weight.assign(tf.fill(weight.shape, float("nan")))
+
+
+def stop_at_epoch(epoch: int) -> AtEpoch:
+    """Press Ctrl-C, in effect, as epoch `epoch` (0-based) begins."""
+    return AtEpoch(epoch, _ctrl_c)
 
 
 class EpochsSeen(keras.callbacks.Callback):
@@ -129,7 +144,7 @@ def test_same_seed_same_history(tmp_path, tiny):
 
 def test_interrupted_run_resumes_from_last_finished_epoch(tmp_path, tiny):
     with pytest.raises(TrainingInterrupted) as info:
-        run(_config(epochs=4), tmp_path, datasets=tiny, callbacks=[StopAtEpoch(2)])
+        run(_config(epochs=4), tmp_path, datasets=tiny, callbacks=[stop_at_epoch(2)])
     run_dir = info.value.run
     assert "--resume" in str(info.value)
     assert [row["epoch"] for row in read_history(run_dir.history_csv)] == [1, 2]
@@ -148,22 +163,9 @@ def test_resume_refuses_a_folder_without_a_run_and_a_finished_run(tmp_path, tiny
         run(_config(), resume=finished.run.path, datasets=tiny)
 
 
-class PoisonAtEpoch(keras.callbacks.Callback):
-    """Make every weight NaN as epoch `epoch` (0-based) begins: the loss turns NaN at once."""
-
-    def __init__(self, epoch: int) -> None:
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.epoch:
-            for weight in self.model.weights:
-                weight.assign(tf.fill(weight.shape, float("nan")))
-
-
 def test_divergence_keeps_the_last_good_checkpoint(tmp_path, tiny):
     with pytest.raises(TrainingDiverged, match="last good checkpoint is .*best.keras"):
-        run(_config(epochs=3), tmp_path, datasets=tiny, callbacks=[PoisonAtEpoch(1)])
+        run(_config(epochs=3), tmp_path, datasets=tiny, callbacks=[AtEpoch(1, _poison)])
     (run_path,) = tmp_path.iterdir()
     best = keras.saving.load_model(str(RunDir(run_path).best_checkpoint))
     assert all(np.isfinite(np.asarray(w)).all() for w in best.weights)
@@ -174,7 +176,7 @@ def test_resumed_run_sees_the_same_batches_as_an_uninterrupted_one(tmp_path, tin
     config = _config(epochs=4, dropout=0.0)  # dropout's stream restarts on resume; data must not
     whole = run(config, tmp_path / "whole", datasets=tiny)
     with pytest.raises(TrainingInterrupted) as info:
-        run(config, tmp_path / "cut", datasets=tiny, callbacks=[StopAtEpoch(2)])
+        run(config, tmp_path / "cut", datasets=tiny, callbacks=[stop_at_epoch(2)])
     resumed = run(config, resume=info.value.run.path, datasets=tiny)
     for a, b in zip(whole.history, resumed.history, strict=True):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)
@@ -197,7 +199,7 @@ class WatchCheckpoint(keras.callbacks.Callback):
 
 def test_checkpoint_is_written_beside_and_renamed_into_place(tmp_path, tiny):
     with pytest.raises(TrainingInterrupted) as info:
-        run(_config(epochs=3), tmp_path, datasets=tiny, callbacks=[StopAtEpoch(1)])
+        run(_config(epochs=3), tmp_path, datasets=tiny, callbacks=[stop_at_epoch(1)])
     run_dir = info.value.run
     run_dir.checkpoint_partial.write_bytes(b"half a file from a save cut off by a kill")
     watch = WatchCheckpoint(run_dir)
