@@ -34,8 +34,9 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
 def check_multi_worker() -> None:
     """Refuse multi-worker training where Keras cannot do it, and without a cluster."""
     if int(keras.__version__.split(".")[0]) >= 3:
-        # The one place that knows: fit under MultiWorkerMirroredStrategy fails on every Keras 3
-        # release tried (3.15.1, the newest) with "Attempt to convert a value (PerReplica...)".
+        # The one place that knows: fit under MultiWorkerMirroredStrategy failed on every Keras 3
+        # release tried: 3.3.3 (TF 2.16.2, "Invalid reduction dimension 0"), 3.10.0 (TF 2.19.1)
+        # and 3.15.1 (TF 2.21.0, the newest), both "Attempt to convert a value (PerReplica...)".
         raise ConfigError(
             f"--distribute multi-worker: Keras {keras.__version__} cannot fit under "
             f"MultiWorkerMirroredStrategy ({KERAS_MULTI_WORKER_ISSUE}); use a Keras 2.15 "
