@@ -25,7 +25,10 @@ def make_callbacks(
     """
     run.best_checkpoint.parent.mkdir(parents=True, exist_ok=True)
     return [
+        # The backup, then at once the history row: a resumed run counts finished epochs in
+        # history.csv to skip the batches they used, so the two must not drift apart.
         keras.callbacks.BackupAndRestore(str(run.backup)),
+        keras.callbacks.CSVLogger(str(run.history_csv), append=True),
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.TensorBoard(
             log_dir=str(run.tensorboard), histogram_freq=1, write_graph=False
@@ -39,7 +42,6 @@ def make_callbacks(
             initial_value_threshold=best_val_accuracy,
         ),
         PublishCheckpoint(run.checkpoint_partial, run.best_checkpoint),
-        keras.callbacks.CSVLogger(str(run.history_csv), append=True),
         EpochTimer(),
     ]
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import socket
+import struct
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tensorflow as tf
 
 from mnist_keras import console
 from mnist_keras.data import IMAGE_SHAPE
@@ -104,10 +107,32 @@ def preprocess_drawing(payload: Any) -> np.ndarray:
 
 
 def preprocess_picture(content: bytes) -> np.ndarray:
+    pixels = picture_pixels(content)
+    if pixels is not None and pixels > MAX_SIDE * MAX_SIDE:
+        raise ApiError(400, f"the picture has {pixels:,} pixels, more than {MAX_SIDE}x{MAX_SIDE}")
     try:
         return to_mnist(decode_picture(content, "the picture"))
     except DataError as exc:
         raise ApiError(400, str(exc)) from exc
+
+
+def picture_pixels(content: bytes) -> int | None:
+    """Width x height from a PNG, GIF, BMP or JPEG header, so a small file that would decode to
+    gigabytes is refused before decoding; None when the header is not one of those."""
+    if content[:8] == b"\x89PNG\r\n\x1a\n" and len(content) >= 24:
+        width, height = struct.unpack(">II", content[16:24])
+    elif content[:6] in (b"GIF87a", b"GIF89a") and len(content) >= 10:
+        width, height = struct.unpack("<HH", content[6:10])
+    elif content[:2] == b"BM" and len(content) >= 26:
+        width, height = (abs(v) for v in struct.unpack("<ii", content[18:26]))
+    elif content[:2] == b"\xff\xd8":
+        try:
+            height, width, _ = tf.io.extract_jpeg_shape(content).numpy()
+        except tf.errors.OpError:
+            return None
+    else:
+        return None
+    return int(width) * int(height)
 
 
 async def read_body(request: Request) -> bytes:
@@ -126,7 +151,7 @@ async def read_body(request: Request) -> bytes:
 def parse_json(body: bytes) -> Any:
     try:
         return json.loads(body)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
         raise ApiError(400, f"malformed JSON ({first_line(exc)})") from exc
 
 
@@ -236,6 +261,9 @@ def backend_from_args(args: Any) -> Backend:
     if (args.model is None) == (args.serving_url is None):
         raise ConfigError("give one of --model DIR or --serving-url URL")
     if args.serving_url:
+        url = urllib.parse.urlsplit(args.serving_url)
+        if url.scheme not in ("http", "https") or not url.netloc:
+            raise ConfigError(f"--serving-url {args.serving_url!r}: expected http://HOST:PORT")
         return Backend(args.name, serving_url=args.serving_url.rstrip("/"))
     classifier = Classifier(args.model)
     return Backend(args.name, classifier=classifier, version=classifier.path.name)

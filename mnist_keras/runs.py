@@ -96,9 +96,9 @@ def scratch_run_dir(resume: Path | None) -> RunDir:
     but somewhere nobody reads. Resuming, it starts from the chief's backup and history, so all
     workers restore the same epoch.
     """
+    source = open_run_dir(resume) if resume is not None else None
     run = RunDir(Path(tempfile.mkdtemp(prefix="mnist-keras-worker-")))
-    if resume is not None:
-        source = open_run_dir(resume)
+    if source is not None:
         if source.history_csv.is_file():
             shutil.copy2(source.history_csv, run.history_csv)
         if source.backup.is_dir():

@@ -63,9 +63,9 @@ class TrainingDiverged(RunError):
 class TrainingInterrupted(RunError):
     """Ctrl-C during training; the run can be resumed from its last finished epoch."""
 
-    def __init__(self, run: RunDir) -> None:
+    def __init__(self, run: RunDir, resume: str | None = None) -> None:
         super().__init__(
-            f"interrupted; resume with: python -m mnist_keras.train --resume {run.path}"
+            f"interrupted; resume with: python -m mnist_keras.train --resume {resume or run.path}"
         )
         self.run = run
 
@@ -125,15 +125,33 @@ def run(
     config = whole_epochs(config, len(split.x_train), strategy.num_replicas_in_sync)
     replicas = strategy.num_replicas_in_sync
     if config.distribute == "multi-worker" and not is_chief():
-        run_dir = scratch_run_dir(resume)  # saves nobody reads, removed at the end
-        try:
-            history, _, _ = _train(config, split, run_dir, callbacks, strategy)
-            return WorkerResult(history, replicas)
-        finally:
-            shutil.rmtree(run_dir.path, ignore_errors=True)
+        return _train_worker(config, split, resume, callbacks, strategy)
     run_dir = open_run_dir(resume) if resume else _start_run(runs_dir, config, data.source)
+    history = read_history(run_dir.history_csv)
+    if len(history) >= config.epochs and run_dir.best_checkpoint.is_file():
+        # Stopped after training, while evaluating or exporting (the backup is gone by then).
+        return _finish(config, data, run_dir, history, 0.0, 0.0, replicas)
     history, seconds, throughput = _train(config, split, run_dir, callbacks, strategy)
     return _finish(config, data, run_dir, history, seconds, throughput, replicas)
+
+
+def _train_worker(
+    config: TrainConfig,
+    split: Split,
+    resume: Path | None,
+    callbacks: Sequence[keras.callbacks.Callback],
+    strategy: tf.distribute.Strategy,
+) -> WorkerResult:
+    """A multi-worker process other than the chief: it trains with the others, saving into a
+    scratch folder that nobody reads and that is removed at the end."""
+    run_dir = scratch_run_dir(resume)
+    try:
+        history, _, _ = _train(config, split, run_dir, callbacks, strategy)
+    except TrainingInterrupted as exc:
+        raise TrainingInterrupted(run_dir, str(resume or "<the chief's run folder>")) from exc
+    finally:
+        shutil.rmtree(run_dir.path, ignore_errors=True)
+    return WorkerResult(history, strategy.num_replicas_in_sync)
 
 
 def _train(

@@ -20,6 +20,7 @@ from typing import Any
 import grpc
 import keras
 import keras_tuner as kt
+from keras_tuner.src import utils as kt_utils
 
 from mnist_keras import console
 from mnist_keras.config import ROLES, TUNERS, TrainConfig, TuneConfig, resolve_config
@@ -93,6 +94,22 @@ TUNER_CLASSES = {
 }
 
 
+def _atomic_json(path: str, obj: Any) -> str:
+    """keras-tuner's `save_json`, but written beside the file and renamed into place."""
+    if "://" in str(path):  # a remote file system (gs://...): keep keras-tuner's own writer
+        return _KT_SAVE_JSON(path, obj)
+    write_json(Path(path), obj)
+    return json.dumps(obj)
+
+
+# keras-tuner 1.4 writes oracle.json, tuner.json and each trial.json in place through this one
+# function, so a search killed during a write leaves a file its rerun cannot read (a test that
+# kills a search found it). Its writes go through our atomic writer instead; nothing else changes.
+_KT_SAVE_JSON = getattr(kt_utils, "save_json", None)
+if _KT_SAVE_JSON is not None:
+    kt_utils.save_json = _atomic_json
+
+
 def make_tuner(config: TuneConfig, observer: Any = None) -> kt.Tuner:
     """The keras-tuner tuner for `config`, resuming its project unless `overwrite`."""
     base_class = TUNER_CLASSES[config.tuner]
@@ -154,12 +171,18 @@ class TrialRow:
 
 def trial_rows(project: Path) -> list[TrialRow]:
     """Every trial on disk (resumed searches included), best first."""
-    rows = [_trial_row(path.parent) for path in sorted(project.glob("trial_*/trial.json"))]
+    found = (_trial_row(path.parent) for path in sorted(project.glob("trial_*/trial.json")))
+    rows = [row for row in found if row is not None]
     return sorted(rows, key=lambda r: (r.score is None, -(r.score or 0.0), r.trial_id))
 
 
-def _trial_row(folder: Path) -> TrialRow:
-    record = json.loads((folder / "trial.json").read_text())
+def _trial_row(folder: Path) -> TrialRow | None:
+    """The trial in `folder`, or None while another process is still writing its trial.json
+    (keras-tuner writes it in place; a distributed search's display reads the workers' files)."""
+    try:
+        record = json.loads((folder / "trial.json").read_text())
+    except (OSError, ValueError):
+        return None
     log = folder / TRIAL_LOG
     entries = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     return TrialRow(

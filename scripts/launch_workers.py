@@ -43,8 +43,8 @@ def tf_config(ports: list[int], index: int) -> str:
 def start(index: int, ports: list[int], train_args: list[str], logs: Path) -> subprocess.Popen:
     env = {**os.environ, "TF_CONFIG": tf_config(ports, index)}
     command = [sys.executable, "-m", "mnist_keras.train"]
-    if "--resume" not in train_args:  # a resumed run keeps its own configuration
-        command += ["--distribute", "multi-worker"]
+    if not any(a == "--resume" or a.startswith("--resume=") for a in train_args):
+        command += ["--distribute", "multi-worker"]  # a resumed run keeps its own configuration
     out = None if index == 0 else (logs / f"worker-{index}.log").open("w")
     return subprocess.Popen(
         [*command, *train_args], env=env, stdout=out, stderr=subprocess.STDOUT if out else None
@@ -53,26 +53,39 @@ def start(index: int, ports: list[int], train_args: list[str], logs: Path) -> su
 
 def wait_all(procs: list[subprocess.Popen]) -> int:
     """Wait for every worker; the first to fail ends the others (a collective would hang)."""
-    while any(proc.poll() is None for proc in procs):
-        failed = [p.returncode for p in procs if p.returncode not in (None, 0)]
+    while True:
+        codes = [proc.poll() for proc in procs]  # every worker, every pass
+        failed = [code for code in codes if code not in (None, 0)]
         if failed:
-            stop_all(procs)
+            stop_all(procs, interrupted=False)
             return failed[0]
+        if None not in codes:
+            return 0
         time.sleep(0.2)
-    return next((p.returncode for p in procs if p.returncode != 0), 0)
 
 
-def stop_all(procs: list[subprocess.Popen]) -> None:
+def stop_all(procs: list[subprocess.Popen], interrupted: bool) -> None:
+    """End every worker: Ctrl-C first (each saves its resumable state), a kill if that fails.
+
+    After a Ctrl-C at the terminal the workers have the same SIGINT already; they get a few
+    seconds to act on it before any second one, which could cut their own clean-up short.
+    """
+    if interrupted:
+        _wait(procs, 5)
     for proc in procs:
         if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)  # lets each save its resumable state
-    deadline = time.monotonic() + 20
+            proc.send_signal(signal.SIGINT)
+    _wait(procs, 20)
     for proc in procs:
-        try:
-            proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
-        except subprocess.TimeoutExpired:
+        if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def _wait(procs: list[subprocess.Popen], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while any(proc.poll() is None for proc in procs) and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return wait_all(procs)
     except KeyboardInterrupt:
-        stop_all(procs)
+        stop_all(procs, interrupted=True)
         return 130
 
 

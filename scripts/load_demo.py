@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from mnist_keras.data import load_mnist
+from mnist_keras.errors import MnistKerasError
 
 
 def predict(url: str, image: np.ndarray) -> tuple[float, int | None]:
@@ -42,11 +43,12 @@ def load_test(url: str, images: np.ndarray, requests: int, concurrency: int) -> 
         results = list(pool.map(lambda image: predict(url, image), picks))
     wall = time.perf_counter() - start
     seconds = np.array([s for s, _ in results])
-    first: dict[int, int | None] = {}
+    first: dict[int, int] = {}  # the first class answered for each image
     errors = 0
     for i, (_, classes) in enumerate(results):
-        expected = first.setdefault(i % len(images), classes)
-        errors += classes is None or classes != expected
+        if classes is not None:
+            first.setdefault(i % len(images), classes)
+        errors += classes is None or classes != first[i % len(images)]
     return {
         "requests": requests,
         "concurrency": concurrency,
@@ -66,7 +68,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=8, help="client threads (8)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
-    images = load_mnist(args.data).x_test[:100]
+    if args.requests < 1 or args.concurrency < 1:
+        parser.error("--requests and --concurrency must be positive integers")
+    try:
+        images = load_mnist(args.data).x_test[:100]
+    except MnistKerasError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     url = f"{args.url.rstrip('/')}/v1/models/{args.model}:predict"
     report = load_test(url, images, args.requests, args.concurrency)
     if args.json:

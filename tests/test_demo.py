@@ -106,6 +106,20 @@ def test_preprocess_a_picture_inverts_dark_ink_on_paper(client, classifier, real
     assert bad.status_code == 400 and "not a readable image" in bad.json()["error"]
 
 
+def test_picture_that_would_decode_too_large_is_refused_unread(client):
+    png = bytearray(tf.io.encode_png(np.zeros((28, 28, 1), np.uint8)).numpy())
+    png[16:24] = (100_000).to_bytes(4, "big") * 2  # the header now says 100,000 x 100,000
+    answer = client.post(
+        "/demo/preprocess", content=bytes(png), headers={"Content-Type": "image/png"}
+    )
+    assert answer.status_code == 400 and "10,000,000,000 pixels" in answer.json()["error"]
+
+
+def test_absurdly_nested_json_is_a_400(client):
+    answer = _predict(client, b"[" * 100_000 + b"]" * 100_000)
+    assert answer.status_code == 400 and "malformed JSON" in answer.json()["error"]
+
+
 def test_page_and_its_files_are_served(client):
     page = client.get("/")
     assert page.status_code == 200 and '<canvas id="pad"' in page.text
@@ -170,6 +184,7 @@ def test_serving_url_forwards_to_tf_serving(classifier, real_mnist):
         (["--model", "nowhere"], "--model nowhere: no SavedModel"),
         ([], "give one of --model DIR or --serving-url URL"),
         (["--port", "70000"], "--port 70000 must be in 1..65535"),
+        (["--serving-url", "localhost:8501"], "--serving-url 'localhost:8501': expected http://"),
     ],
 )
 def test_cli_bad_input(tmp_path, args, message):

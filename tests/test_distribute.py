@@ -3,6 +3,7 @@ through the launcher (only the chief writes) and is refused, clearly, on Keras 3
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -37,6 +38,36 @@ def test_mirrored_matches_an_undistributed_run(tmp_path, tiny):
     if replicas == 1:  # the CPU: one replica, the same global batch as the plain run
         assert abs(mirrored.evaluation.accuracy - plain.evaluation.accuracy) <= 0.01
     assert mirrored.evaluation.accuracy > 0.8
+
+
+def _launcher():
+    spec = importlib.util.spec_from_file_location("launch_workers", LAUNCHER)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_launcher_ends_every_worker_when_any_one_fails():
+    launcher = _launcher()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    failing = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1); exit(3)"])
+    try:
+        assert launcher.wait_all([sleeper, failing]) == 3  # a non-chief failing is noticed
+        assert sleeper.poll() is not None  # and the chief is ended, not waited for
+    finally:
+        for proc in (sleeper, failing):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def test_launcher_gives_each_worker_its_task():
+    launcher = _launcher()
+    ports = launcher.free_ports(3)
+    assert len(set(ports)) == 3
+    configs = [json.loads(launcher.tf_config(ports, i)) for i in range(3)]
+    assert {c["task"]["index"] for c in configs} == {0, 1, 2}
+    assert configs[0]["cluster"]["worker"] == [f"127.0.0.1:{port}" for port in ports]
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -154,6 +155,20 @@ def test_interrupted_run_resumes_from_last_finished_epoch(tmp_path, tiny):
     assert seen.epochs == [2, 3]  # continued, not restarted
     assert [row["epoch"] for row in result.history] == [1, 2, 3, 4]
     assert result.evaluation.accuracy > 0.8
+
+
+def test_resume_after_training_only_evaluates_and_exports(tmp_path, tiny):
+    done = run(_config(epochs=2), tmp_path, datasets=tiny)
+    # As if killed while exporting: training finished, BackupAndRestore already removed its state.
+    for path in (done.run.metrics_json, done.run.keras_model):
+        path.unlink()
+    shutil.rmtree(done.run.export)
+    seen = EpochsSeen()
+    again = run(_config(epochs=2), resume=done.run.path, datasets=tiny, callbacks=[seen])
+    assert seen.epochs == []  # no epoch trained again
+    assert [row["epoch"] for row in again.history] == [1, 2]
+    assert again.evaluation.accuracy == done.evaluation.accuracy
+    assert (again.export_path / "saved_model.pb").is_file() and again.run.keras_model.is_file()
 
 
 def test_resume_refuses_a_folder_without_a_run_and_a_finished_run(tmp_path, tiny, finished):

@@ -252,3 +252,27 @@ def test_train_hparams_file_errors(tmp_path, content, message):
     result = run_cli("train", "--hparams", str(path), "--runs-dir", "runs", cwd=tmp_path)
     assert_clean_failure(result, message, [tmp_path / "runs"])
     assert "--hparams" in error_lines(result)[0]
+
+
+def test_trial_rows_skip_a_trial_file_still_being_written(tmp_path):
+    project = tmp_path / "mnist"
+    (project / "trial_0001").mkdir(parents=True)
+    (project / "trial_0001" / "trial.json").write_text('{"trial_id": "0001", "hyperpa')
+    done = {"trial_id": "0000", "status": "COMPLETED", "score": 0.9}
+    done["hyperparameters"] = {"values": {"hidden_units": 64, "tuner/epochs": 2}}
+    (project / "trial_0000").mkdir()
+    (project / "trial_0000" / "trial.json").write_text(json.dumps(done))
+    (row,) = trial_rows(project)
+    assert (row.trial_id, row.values, row.score) == ("0000", {"hidden_units": 64}, 0.9)
+
+
+def test_keras_tuner_state_is_written_atomically(tmp_path, monkeypatch):
+    from keras_tuner.src import utils as kt_utils
+
+    path = tmp_path / "oracle.json"
+    kt_utils.save_json(str(path), {"trials": 1})
+    monkeypatch.setattr(os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(28, "disk full")))
+    with pytest.raises(OSError):
+        kt_utils.save_json(str(path), {"trials": 2})  # a write cut off half way
+    assert json.loads(path.read_text()) == {"trials": 1}  # the old state, complete
+    assert [p.name for p in tmp_path.iterdir()] == ["oracle.json"]  # no temporary left

@@ -7,7 +7,8 @@ const ctx = pad.getContext("2d");
 const seen = document.getElementById("seen");
 const bars = document.getElementById("bars");
 const statusLine = document.getElementById("status");
-let model = "mnist";
+// The model's name in the API (--name), asked once; predictions wait for it.
+const model = fetch("/demo/config").then((r) => r.json()).then((config) => config.model);
 let drawn = 0; // strokes so far; each answer says which drawing it belongs to
 let timer = null;
 
@@ -78,25 +79,30 @@ function drawingRows() {
 
 async function postJson(url, body, type = "application/json") {
   const answer = await fetch(url, { method: "POST", headers: { "Content-Type": type }, body });
-  const json = await answer.json();
-  if (!answer.ok) throw new Error(json.error || answer.statusText);
+  const text = await answer.text();
+  let json = null;
+  try { json = JSON.parse(text); } catch { /* a proxy's or server's plain-text error page */ }
+  if (!answer.ok || json === null) {
+    throw new Error((json && json.error) || `${answer.status} ${answer.statusText}`);
+  }
   return json;
 }
 
 async function classify(preprocessed, version) {
   try {
     const { image } = await preprocessed;
-    showSeen(image);
     const body = JSON.stringify({ instances: [image] });
-    const { predictions } = await postJson(`/v1/models/${model}:predict`, body);
+    const name = encodeURIComponent(await model);
+    const { predictions } = await postJson(`/v1/models/${name}:predict`, body);
     if (version !== drawn) return; // the drawing changed meanwhile: a newer answer follows
+    showSeen(image);
     showResult(predictions[0].probabilities);
-    document.body.dataset.predicted = String(version);
     statusLine.textContent = "";
   } catch (error) {
+    if (version !== drawn) return;
     statusLine.textContent = error.message;
-    document.body.dataset.predicted = String(version);
   }
+  document.body.dataset.predicted = String(version);
 }
 
 function classifyDrawing(version) {
@@ -148,5 +154,4 @@ area.addEventListener("drop", (event) => {
   if (event.dataTransfer.files.length) classifyFile(event.dataTransfer.files[0]);
 });
 
-fetch("/demo/config").then((r) => r.json()).then((config) => { model = config.model; });
 clearPad();
