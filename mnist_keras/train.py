@@ -122,8 +122,8 @@ def run(
     strategy = make_strategy(config.distribute)  # first: multi-worker must precede any TF op
     data = (datasets or load_mnist(config.data)).head(config.train_samples, config.test_samples)
     split = split_validation(data.x_train, data.y_train, config.validation_size, config.seed)
-    config = whole_epochs(config, len(split.x_train), strategy.num_replicas_in_sync)
     replicas = strategy.num_replicas_in_sync
+    config = whole_epochs(config, len(split.x_train), replicas)
     if config.distribute == "multi-worker" and not is_chief():
         return _train_worker(config, split, resume, callbacks, strategy)
     run_dir = open_run_dir(resume) if resume else _start_run(runs_dir, config, data.source)
