@@ -86,6 +86,25 @@ class _TrialLog:
         if self.observer is not None:
             self.observer.trial_ended(trial.trial_id)
 
+    def reload(self) -> None:
+        super().reload()
+        if not self._is_worker():
+            _forget_finished_retries(self.oracle)
+
+
+def _forget_finished_retries(oracle: kt.Oracle) -> None:
+    """Keep a reloaded oracle from running a finished trial again.
+
+    keras-tuner 1.4's `Oracle.end_trial` writes the finished trial.json and then oracle.json while
+    the trial is still listed as ongoing; `reload` sends every ongoing trial back to be retried. A
+    search killed between those writes and the tuner's next save therefore reran a finished trial
+    and replaced its score (a test that kills a search caught it).
+    """
+    ended = (kt.engine.trial.TrialStatus.COMPLETED, kt.engine.trial.TrialStatus.FAILED)
+    finished = {trial_id for trial_id, trial in oracle.trials.items() if trial.status in ended}
+    oracle._retry_queue = [t for t in oracle._retry_queue if t not in finished]
+    oracle.end_order += sorted(finished - set(oracle.end_order))
+
 
 TUNER_CLASSES = {
     "hyperband": kt.Hyperband,

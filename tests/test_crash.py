@@ -173,7 +173,7 @@ def test_search_killed_mid_way_resumes_without_repeating_trials(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     rows = trial_rows(project)
     assert len(rows) == 4 and all(row.status == "COMPLETED" for row in rows)
-    assert all(len(row.ran_by) == 1 for row in rows)  # no finished trial ran again
-    for trial_id, row in before.items():
-        assert {r.trial_id: r for r in rows}[trial_id].score == row.score
+    after = {row.trial_id: row for row in rows}
+    for trial_id, row in before.items():  # no finished trial ran again
+        assert (after[trial_id].ran_by, after[trial_id].score) == (row.ran_by, row.score)
         assert trial_id in result.stdout  # the final table lists the trials from before

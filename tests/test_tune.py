@@ -114,6 +114,28 @@ def test_tiny_search_trains_the_best_and_resumes_without_rerunning(tmp_path, tin
     assert len(fresh.begun) == 1 and len(trial_rows(project)) == 1  # --overwrite starts over
 
 
+def test_search_killed_while_a_trial_ends_does_not_run_it_again(tmp_path, tiny):
+    config = _config(tmp_path, max_trials=1)
+    search(config, tiny)
+    project = Path(config.directory) / config.project_name
+    (finished,) = trial_rows(project)
+    # What keras-tuner's Oracle.end_trial leaves on disk between its two writes and the tuner's
+    # next save: the trial COMPLETED in trial.json, still ongoing in oracle.json.
+    oracle_json = project / "oracle.json"
+    state = json.loads(oracle_json.read_text())
+    oracle_json.write_text(json.dumps({**state, "ongoing_trials": {"tuner0": finished.trial_id}}))
+
+    observer = Observer()
+    search(dataclasses.replace(config, max_trials=2), tiny, observer=observer)
+    rows = {row.trial_id: row for row in trial_rows(project)}
+    assert observer.begun == [t for t in rows if t != finished.trial_id]  # only the new trial
+    assert (rows[finished.trial_id].ran_by, rows[finished.trial_id].score) == (
+        finished.ran_by,
+        finished.score,
+    )
+    assert len(rows) == 2 and all(row.status == "COMPLETED" for row in rows.values())
+
+
 def test_hparams_flags_still_win(tmp_path):
     path = tmp_path / "best.json"
     path.write_text(json.dumps({"hidden_units": 99, "learning_rate": 0.01, "epochs": 4}))
