@@ -20,8 +20,8 @@ def make_callbacks(
 
     Args:
         run: the run folder the callbacks write into.
-        best_val_accuracy: the best validation accuracy of epochs already run (on resume), so the
-            checkpoint is only replaced by a better model.
+        best_val_accuracy: on resume, the validation accuracy of the best checkpoint already
+            written, so it is only replaced by a better model.
     """
     run.best_checkpoint.parent.mkdir(parents=True, exist_ok=True)
     return [

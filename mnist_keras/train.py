@@ -220,16 +220,16 @@ def _fit(
     strategy: tf.distribute.Strategy,
 ) -> tuple[EpochTimer, float]:
     """Build and fit a fresh model (BackupAndRestore reloads its state on resume)."""
-    keras.utils.set_random_seed(config.seed)
-    with strategy.scope():  # the variables are mirrored on every replica
-        model = build_model(config)
     done = read_history(run_dir.history_csv)  # epochs an interrupted run finished
     replicas = strategy.num_replicas_in_sync
     steps = epoch_steps(config, len(split.x_train), replicas)
     batch = config.batch_size * replicas  # the global batch: --batch-size on every replica
-    train = make_dataset(split.x_train, split.y_train, batch, config.seed, len(done) * steps)
     val = make_dataset(split.x_val, split.y_val, batch)
-    callbacks = make_callbacks(run_dir, _best_val_accuracy(done))
+    callbacks = make_callbacks(run_dir, _checkpoint_score(run_dir, val))
+    keras.utils.set_random_seed(config.seed)
+    with strategy.scope():  # the variables are mirrored on every replica
+        model = build_model(config)
+    train = make_dataset(split.x_train, split.y_train, batch, config.seed, len(done) * steps)
     start = time.perf_counter()
     model.fit(
         train,
@@ -242,6 +242,16 @@ def _fit(
     )  # the dataset shuffles, seeded
     timer = next(c for c in callbacks if isinstance(c, EpochTimer))
     return timer, time.perf_counter() - start
+
+
+def _checkpoint_score(run_dir: RunDir, val: tf.data.Dataset) -> float | None:
+    """Validation accuracy of the best checkpoint on disk (None before the first): the score a
+    resumed run must beat to replace it. Measured, not read from history.csv, because a kill can
+    land after an epoch's history row and before its checkpoint is in place."""
+    if not run_dir.best_checkpoint.is_file():
+        return None
+    model = keras.saving.load_model(str(run_dir.best_checkpoint))
+    return float(model.evaluate(val, verbose=0, return_dict=True)["accuracy"])
 
 
 def _best_val_accuracy(history: list[dict[str, float]]) -> float | None:

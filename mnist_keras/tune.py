@@ -89,21 +89,31 @@ class _TrialLog:
     def reload(self) -> None:
         super().reload()
         if not self._is_worker():
-            _forget_finished_retries(self.oracle)
+            _repair_reloaded_oracle(self.oracle)
 
 
-def _forget_finished_retries(oracle: kt.Oracle) -> None:
-    """Keep a reloaded oracle from running a finished trial again.
+def _repair_reloaded_oracle(oracle: kt.Oracle) -> None:
+    """Undo what a kill between two of keras-tuner's writes leaves in a reloaded oracle.
 
-    keras-tuner 1.4's `Oracle.end_trial` writes the finished trial.json and then oracle.json while
-    the trial is still listed as ongoing; `reload` sends every ongoing trial back to be retried. A
-    search killed between those writes and the tuner's next save therefore reran a finished trial
-    and replaced its score (a test that kills a search caught it).
+    keras-tuner 1.4 writes each trial.json and then oracle.json; a search killed between them
+    is reloaded from the two files as they were (a test that kills a search caught the first):
+    - `end_trial` wrote the trial COMPLETED while oracle.json still lists it as ongoing, and
+      `reload` sends ongoing trials back to run: the finished trial would run again;
+    - `create_trial` wrote a new RUNNING trial that oracle.json never recorded starting: no one
+      would ever run it, and it would count against `--max-trials`. Forgetting it lets the oracle
+      create it again from the state it saved.
     """
-    ended = (kt.engine.trial.TrialStatus.COMPLETED, kt.engine.trial.TrialStatus.FAILED)
-    finished = {trial_id for trial_id, trial in oracle.trials.items() if trial.status in ended}
+    status = kt.engine.trial.TrialStatus
+    trials = oracle.trials
+    finished = {
+        t for t, trial in trials.items() if trial.status in (status.COMPLETED, status.FAILED)
+    }
     oracle._retry_queue = [t for t in oracle._retry_queue if t not in finished]
     oracle.end_order += sorted(finished - set(oracle.end_order))
+    started = set(oracle.start_order)
+    for trial_id in [t for t, trial in trials.items() if trial.status == status.RUNNING]:
+        if trial_id not in started:
+            del trials[trial_id]
 
 
 TUNER_CLASSES = {

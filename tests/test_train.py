@@ -198,6 +198,28 @@ def test_resumed_run_sees_the_same_batches_as_an_uninterrupted_one(tmp_path, tin
         assert a["val_accuracy"] == b["val_accuracy"]
 
 
+def _zero_weights(model) -> None:
+    """Every weight zero and nothing learned from here: the model answers one class."""
+    for weight in model.weights:
+        weight.assign(tf.zeros_like(weight))
+    model.optimizer.learning_rate.assign(0.0)
+
+
+def test_resume_when_the_kill_came_before_the_first_checkpoint(tmp_path, tiny):
+    with pytest.raises(TrainingInterrupted) as info:
+        run(_config(epochs=4), tmp_path, datasets=tiny, callbacks=[stop_at_epoch(2)])
+    run_dir = info.value.run
+    # A kill after the history rows were written and before the first checkpoint was renamed
+    # into place; the epochs after the resume are worse than those before.
+    run_dir.best_checkpoint.unlink()
+    result = run(
+        _config(epochs=4), resume=run_dir.path, datasets=tiny, callbacks=[AtEpoch(2, _zero_weights)]
+    )
+    assert max(row["val_accuracy"] for row in result.history[2:]) < 0.5
+    assert result.evaluation.accuracy < 0.5  # the checkpoint written after the resume
+    assert (result.export_path / "saved_model.pb").is_file()
+
+
 class WatchCheckpoint(keras.callbacks.Callback):
     """Record, after the checkpoint callbacks ran, whether a partial file is left over."""
 

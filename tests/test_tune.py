@@ -136,6 +136,24 @@ def test_search_killed_while_a_trial_ends_does_not_run_it_again(tmp_path, tiny):
     assert len(rows) == 2 and all(row.status == "COMPLETED" for row in rows.values())
 
 
+def test_search_killed_while_a_trial_starts_runs_that_trial(tmp_path, tiny):
+    config = _config(tmp_path, max_trials=1)
+    search(config, tiny)
+    project = Path(config.directory) / config.project_name
+    # What keras-tuner's Oracle.create_trial leaves on disk between its two writes: a new trial
+    # RUNNING in its trial.json, unknown to oracle.json.
+    record = json.loads((project / "trial_0" / "trial.json").read_text())
+    orphan = {**record, "trial_id": "1", "status": "RUNNING", "score": None, "best_step": 0}
+    (project / "trial_1").mkdir()
+    (project / "trial_1" / "trial.json").write_text(json.dumps(orphan))
+
+    observer = Observer()
+    search(dataclasses.replace(config, max_trials=2), tiny, observer=observer)
+    rows = trial_rows(project)
+    assert observer.begun == ["1"]
+    assert len(rows) == 2 and all(row.status == "COMPLETED" for row in rows)
+
+
 def test_hparams_flags_still_win(tmp_path):
     path = tmp_path / "best.json"
     path.write_text(json.dumps({"hidden_units": 99, "learning_rate": 0.01, "epochs": 4}))
