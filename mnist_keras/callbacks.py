@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import keras
@@ -100,3 +104,42 @@ class EpochTimer(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.seconds.append(self._last_step - self._start)
+
+
+class RaiseOnInterrupt(keras.callbacks.Callback):
+    """Raise KeyboardInterrupt at the first step or epoch boundary after Ctrl-C was pressed."""
+
+    pressed = False
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if self.pressed:
+            raise KeyboardInterrupt
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.on_train_batch_end(0)
+
+
+@contextlib.contextmanager
+def interrupt_between_steps() -> Iterator[RaiseOnInterrupt]:
+    """While in the block, Ctrl-C only marks the callback it yields, which interrupts `fit` at the
+    next step boundary; a second Ctrl-C interrupts at once.
+
+    Python raises KeyboardInterrupt wherever the main thread happens to be: inside a checkpoint
+    write, or in a finaliser, where it prints an "Exception ignored ... Traceback". Between steps
+    nothing is in flight. Put the callback last, so an epoch's backup and checkpoint come first.
+    """
+    callback = RaiseOnInterrupt()
+    if threading.current_thread() is not threading.main_thread():  # only it may set handlers
+        yield callback
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def press(signum: int, frame: object) -> None:
+        callback.pressed = True
+        signal.signal(signal.SIGINT, previous)
+
+    signal.signal(signal.SIGINT, press)
+    try:
+        yield callback
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from mnist_keras import __version__, console
-from mnist_keras.callbacks import EpochTimer, make_callbacks
+from mnist_keras.callbacks import EpochTimer, interrupt_between_steps, make_callbacks
 from mnist_keras.config import (
     APIS,
     OPTIMIZERS,
@@ -231,15 +231,16 @@ def _fit(
         model = build_model(config)
     train = make_dataset(split.x_train, split.y_train, batch, config.seed, len(done) * steps)
     start = time.perf_counter()
-    model.fit(
-        train,
-        validation_data=val,
-        epochs=config.epochs,
-        steps_per_epoch=steps,
-        callbacks=[*callbacks, *extra],
-        shuffle=False,
-        verbose=0,
-    )  # the dataset shuffles, seeded
+    with interrupt_between_steps() as interrupt:
+        model.fit(
+            train,
+            validation_data=val,
+            epochs=config.epochs,
+            steps_per_epoch=steps,
+            callbacks=[*callbacks, *extra, interrupt],
+            shuffle=False,
+            verbose=0,
+        )  # the dataset shuffles, seeded
     timer = next(c for c in callbacks if isinstance(c, EpochTimer))
     return timer, time.perf_counter() - start
 

@@ -268,7 +268,10 @@ def distributed_environment(config: TuneConfig) -> dict[str, str]:
 
 def wait_for_oracle(address: str, timeout: float) -> None:
     """Block until the chief's oracle answers; keras-tuner's own client would wait an hour."""
-    channel = grpc.insecure_channel(address)
+    # gRPC's default backoff waits up to minutes between tries: a worker started before its chief
+    # would connect long after it and find the trials shared out (or the chief gone).
+    backoff = [("grpc.initial_reconnect_backoff_ms", 200), ("grpc.max_reconnect_backoff_ms", 1000)]
+    channel = grpc.insecure_channel(address, options=backoff)
     try:
         grpc.channel_ready_future(channel).result(timeout=timeout)
     except grpc.FutureTimeoutError as exc:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import keras
@@ -155,6 +157,28 @@ def test_interrupted_run_resumes_from_last_finished_epoch(tmp_path, tiny):
     assert seen.epochs == [2, 3]  # continued, not restarted
     assert [row["epoch"] for row in result.history] == [1, 2, 3, 4]
     assert result.evaluation.accuracy > 0.8
+
+
+class CtrlCInCallback(keras.callbacks.Callback):
+    """Press Ctrl-C for real as epoch 1 begins, then note whether this callback still ran on."""
+
+    ran_on = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.01)  # Python would raise KeyboardInterrupt here, at once
+            self.ran_on = True
+
+
+def test_ctrl_c_stops_fit_at_a_step_boundary(tmp_path, tiny):
+    handler = signal.getsignal(signal.SIGINT)
+    press = CtrlCInCallback()
+    with pytest.raises(TrainingInterrupted) as info:
+        run(_config(epochs=3), tmp_path, datasets=tiny, callbacks=[press])
+    assert press.ran_on  # deferred: not raised inside the callback, nor mid-write
+    assert [row["epoch"] for row in read_history(info.value.run.history_csv)] == [1]
+    assert signal.getsignal(signal.SIGINT) is handler  # Ctrl-C acts at once again
 
 
 def test_resume_after_training_only_evaluates_and_exports(tmp_path, tiny):

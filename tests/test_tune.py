@@ -198,6 +198,21 @@ def _tune(*args: str, cwd: Path, env: dict | None = None) -> subprocess.Popen:
     )
 
 
+def _wait_for_port(address: str, proc: subprocess.Popen, limit: float = 120) -> None:
+    host, port = address.rsplit(":", 1)
+    deadline = time.monotonic() + limit
+    while True:
+        try:
+            socket.create_connection((host, int(port)), timeout=1).close()
+            return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                output = proc.communicate()[0][-2000:]
+                raise AssertionError(f"the chief never listened: {output}") from None
+            time.sleep(0.1)
+
+
 @pytest.mark.slow
 def test_chief_and_two_workers_share_the_trials(tmp_path):
     data = write_idx_folder(tmp_path / "data", synthetic_mnist(n_train=600, n_test=100))
@@ -208,7 +223,7 @@ def test_chief_and_two_workers_share_the_trials(tmp_path):
         "--tuner",
         "random",
         "--max-trials",
-        "4",
+        "6",
         "--max-epochs",
         "1",
         "--validation-size",
@@ -219,6 +234,9 @@ def test_chief_and_two_workers_share_the_trials(tmp_path):
         "runs",
     ]
     procs = [_tune(*common, "--role", "chief", "--oracle", oracle, cwd=tmp_path)]
+    # The workers start together once the chief listens, so neither takes every trial before
+    # the other has even imported TensorFlow.
+    _wait_for_port(oracle, procs[0])
     procs += [
         _tune(
             *common,
@@ -243,7 +261,7 @@ def test_chief_and_two_workers_share_the_trials(tmp_path):
                 proc.wait()
     assert [proc.returncode for proc in procs] == [0, 0, 0], "\n".join(o[-2000:] for o in outputs)
     rows = trial_rows(tmp_path / "tuning" / "mnist")
-    assert len(rows) == 4 and all(row.status == "COMPLETED" for row in rows)
+    assert len(rows) == 6 and all(row.status == "COMPLETED" for row in rows)
     assert all(len(row.ran_by) == 1 for row in rows)  # no trial ran twice
     assert {row.ran_by[0] for row in rows} == {"w1", "w2"}  # both workers ran trials
     (run_dir,) = (tmp_path / "runs").iterdir()  # only the chief trained and exported the best
