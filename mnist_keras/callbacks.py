@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import signal
 import threading
@@ -31,7 +32,7 @@ def make_callbacks(
     return [
         # The backup, then at once the history row: a resumed run counts finished epochs in
         # history.csv to skip the batches they used, so the two must not drift apart.
-        keras.callbacks.BackupAndRestore(str(run.backup)),
+        keras.callbacks.BackupAndRestore(str(run.backup), **_backup_options()),
         keras.callbacks.CSVLogger(str(run.history_csv), append=True),
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.TensorBoard(
@@ -48,6 +49,14 @@ def make_callbacks(
         PublishCheckpoint(run.checkpoint_partial, run.best_checkpoint),
         EpochTimer(),
     ]
+
+
+def _backup_options() -> dict[str, bool]:
+    """Keras 3 writes its backup over the last one, so a kill mid-write would leave none that
+    loads; `double_checkpoint` keeps the previous one and falls back to it. Keras 2's checkpoint
+    manager writes each backup beside the last and has no such option."""
+    parameters = inspect.signature(keras.callbacks.BackupAndRestore).parameters
+    return {"double_checkpoint": True} if "double_checkpoint" in parameters else {}
 
 
 class PublishCheckpoint(keras.callbacks.Callback):

@@ -244,6 +244,27 @@ def test_resume_when_the_kill_came_before_the_first_checkpoint(tmp_path, tiny):
     assert (result.export_path / "saved_model.pb").is_file()
 
 
+@pytest.mark.skipif(
+    keras.__version__.startswith("2."),
+    reason="Keras 2.15's BackupAndRestore writes each backup beside the last, never over it",
+)
+def test_resume_after_a_kill_while_the_backup_was_written(tmp_path, tiny):
+    with pytest.raises(TrainingInterrupted) as info:
+        run(_config(epochs=4), tmp_path, datasets=tiny, callbacks=[stop_at_epoch(2)])
+    run_dir = info.value.run
+    # As if killed while epoch 2's backup was written over epoch 1's: the weights file cut
+    # short, its metadata and history.csv still those of epoch 1.
+    weights = next(run_dir.backup.glob("*.weights.h5"))
+    weights.write_bytes(weights.read_bytes()[:1000])
+    (run_dir.backup / "training_metadata.json").write_text('{"epoch": 1, "batch": 0}')
+    lines = run_dir.history_csv.read_text().splitlines(keepends=True)
+    run_dir.history_csv.write_text("".join(lines[:-1]))
+    seen = EpochsSeen()
+    result = run(_config(epochs=4), resume=run_dir.path, datasets=tiny, callbacks=[seen])
+    assert seen.epochs == [1, 2, 3]  # back to the previous backup, not to zero
+    assert [row["epoch"] for row in result.history] == [1, 2, 3, 4]
+
+
 class WatchCheckpoint(keras.callbacks.Callback):
     """Record, after the checkpoint callbacks ran, whether a partial file is left over."""
 
