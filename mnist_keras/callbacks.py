@@ -116,32 +116,43 @@ class EpochTimer(keras.callbacks.Callback):
 
 
 class RaiseOnInterrupt(keras.callbacks.Callback):
-    """Raise KeyboardInterrupt at the first step or epoch boundary after Ctrl-C was pressed."""
+    """Raise KeyboardInterrupt at the first batch or epoch end after Ctrl-C was pressed."""
 
-    pressed = False
+    def __init__(self) -> None:
+        super().__init__()
+        self.pressed = False
 
-    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+    def raise_if_pressed(self) -> None:
         if self.pressed:
             raise KeyboardInterrupt
 
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self.raise_if_pressed()
+
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        self.on_train_batch_end(0)
+        self.raise_if_pressed()
 
 
 @contextlib.contextmanager
 def interrupt_between_steps() -> Iterator[RaiseOnInterrupt]:
-    """While in the block, Ctrl-C only marks the callback it yields, which interrupts `fit` at the
-    next step boundary; a second Ctrl-C interrupts at once.
+    """While in the block, Ctrl-C only marks the callback it yields, which interrupts `fit` when
+    the running batch call (`steps_per_execution` steps) or the epoch's validation ends, or at the
+    block's end if `fit` already returned; a second Ctrl-C interrupts at once.
 
     Python raises KeyboardInterrupt wherever the main thread happens to be: inside a checkpoint
     write, or in a finaliser, where it prints an "Exception ignored ... Traceback". Between steps
     nothing is in flight. Put the callback last, so an epoch's backup and checkpoint come first.
     """
     callback = RaiseOnInterrupt()
-    if threading.current_thread() is not threading.main_thread():  # only it may set handlers
+    previous = signal.getsignal(signal.SIGINT)
+    # Only the main thread may set handlers; and a SIGINT that is ignored (a background job)
+    # or handled by someone else stays theirs.
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or previous is not signal.default_int_handler
+    ):
         yield callback
         return
-    previous = signal.getsignal(signal.SIGINT)
 
     def press(signum: int, frame: object) -> None:
         callback.pressed = True
@@ -152,3 +163,4 @@ def interrupt_between_steps() -> Iterator[RaiseOnInterrupt]:
         yield callback
     finally:
         signal.signal(signal.SIGINT, previous)
+    callback.raise_if_pressed()  # pressed after the last check: still stop, before the export

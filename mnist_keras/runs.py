@@ -93,14 +93,18 @@ def scratch_run_dir(resume: Path | None) -> RunDir:
     """A temporary run folder for a worker that is not the chief (multi-worker training).
 
     Such a worker still saves what the chief saves (TensorFlow needs every worker in a save),
-    but somewhere nobody reads. Resuming, it starts from the chief's backup and history, so all
-    workers restore the same epoch.
+    but somewhere nobody reads. Resuming, it starts from the chief's backup, history and best
+    checkpoint, so all workers restore the same epoch and measure the same checkpoint to beat
+    (workers that disagreed on whether to save would wait on each other's collectives).
     """
     source = open_run_dir(resume) if resume is not None else None
     run = RunDir(Path(tempfile.mkdtemp(prefix="mnist-keras-worker-")))
     if source is not None:
-        if source.history_csv.is_file():
-            shutil.copy2(source.history_csv, run.history_csv)
+        for path in (source.history_csv, source.best_checkpoint):
+            if path.is_file():
+                target = run.path / path.relative_to(source.path)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, target)
         if source.backup.is_dir():
             shutil.copytree(source.backup, run.backup)
     return run

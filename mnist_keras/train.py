@@ -225,6 +225,7 @@ def _fit(
     steps = epoch_steps(config, len(split.x_train), replicas)
     batch = config.batch_size * replicas  # the global batch: --batch-size on every replica
     val = make_dataset(split.x_val, split.y_val, batch)
+    # Measured before seeding: loading a model draws from the random generators.
     callbacks = make_callbacks(run_dir, _checkpoint_score(run_dir, val))
     keras.utils.set_random_seed(config.seed)
     with strategy.scope():  # the variables are mirrored on every replica

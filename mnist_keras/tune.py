@@ -103,6 +103,7 @@ def _repair_reloaded_oracle(oracle: kt.Oracle) -> None:
       would ever run it, and it would count against `--max-trials`. Forgetting it lets the oracle
       create it again from the state it saved.
     """
+    # Reads and sets keras-tuner 1.4's private retry queue: the state in question has no API.
     status = kt.engine.trial.TrialStatus
     trials = oracle.trials
     finished = {
@@ -114,6 +115,8 @@ def _repair_reloaded_oracle(oracle: kt.Oracle) -> None:
     for trial_id in [t for t, trial in trials.items() if trial.status == status.RUNNING]:
         if trial_id not in started:
             del trials[trial_id]
+            # Its trial.json too, lest a search that then stops short of it list it as running.
+            (Path(oracle._project_dir) / f"trial_{trial_id}" / "trial.json").unlink(missing_ok=True)
 
 
 TUNER_CLASSES = {

@@ -17,9 +17,11 @@ import pytest
 import tensorflow as tf
 from conftest import tensorboard_tags
 
+from mnist_keras.callbacks import interrupt_between_steps
 from mnist_keras.config import TrainConfig
 from mnist_keras.errors import RunError
-from mnist_keras.runs import RunDir, read_history
+from mnist_keras.model import build_model
+from mnist_keras.runs import RunDir, read_history, scratch_run_dir
 from mnist_keras.train import TrainingDiverged, TrainingInterrupted, run
 
 
@@ -181,6 +183,24 @@ def test_ctrl_c_stops_fit_at_a_step_boundary(tmp_path, tiny):
     assert signal.getsignal(signal.SIGINT) is handler  # Ctrl-C acts at once again
 
 
+def test_ctrl_c_after_the_last_check_still_interrupts():
+    with pytest.raises(KeyboardInterrupt), interrupt_between_steps():
+        os.kill(os.getpid(), signal.SIGINT)  # as if pressed after fit's last epoch end
+        time.sleep(0.01)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_an_ignored_ctrl_c_stays_ignored():
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a background job
+    try:
+        with interrupt_between_steps() as interrupt:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.01)
+        assert not interrupt.pressed
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def test_resume_after_training_only_evaluates_and_exports(tmp_path, tiny):
     done = run(_config(epochs=2), tmp_path, datasets=tiny)
     # As if killed while exporting: training finished, BackupAndRestore already removed its state.
@@ -222,11 +242,16 @@ def test_resumed_run_sees_the_same_batches_as_an_uninterrupted_one(tmp_path, tin
         assert a["val_accuracy"] == b["val_accuracy"]
 
 
+def _freeze(model) -> None:
+    """Nothing learned from here: every later epoch scores what this one starts with."""
+    model.optimizer.learning_rate.assign(0.0)
+
+
 def _zero_weights(model) -> None:
-    """Every weight zero and nothing learned from here: the model answers one class."""
+    """Every weight zero and frozen: the model answers one class."""
     for weight in model.weights:
         weight.assign(tf.zeros_like(weight))
-    model.optimizer.learning_rate.assign(0.0)
+    _freeze(model)
 
 
 def test_resume_when_the_kill_came_before_the_first_checkpoint(tmp_path, tiny):
@@ -242,6 +267,38 @@ def test_resume_when_the_kill_came_before_the_first_checkpoint(tmp_path, tiny):
     assert max(row["val_accuracy"] for row in result.history[2:]) < 0.5
     assert result.evaluation.accuracy < 0.5  # the checkpoint written after the resume
     assert (result.export_path / "saved_model.pb").is_file()
+
+
+def test_resume_measures_the_checkpoint_it_must_beat(tmp_path, tiny):
+    with pytest.raises(TrainingInterrupted) as info:
+        run(_config(epochs=4), tmp_path, datasets=tiny, callbacks=[stop_at_epoch(2)])
+    run_dir = info.value.run
+    # A checkpoint worse than history.csv says, as after a kill between an epoch's history row
+    # and its checkpoint: an untrained model. The epochs after the resume score exactly as the
+    # last one before it, never above the history's best, yet well above this checkpoint.
+    build_model(_config()).save(str(run_dir.best_checkpoint))
+    result = run(
+        _config(epochs=4), resume=run_dir.path, datasets=tiny, callbacks=[AtEpoch(2, _freeze)]
+    )
+    assert max(r["val_accuracy"] for r in result.history[2:]) <= max(
+        r["val_accuracy"] for r in result.history[:2]
+    )
+    assert result.evaluation.accuracy > 0.8  # the untrained checkpoint was replaced
+
+
+def test_worker_scratch_folder_starts_from_the_chiefs_run(tmp_path, tiny):
+    with pytest.raises(TrainingInterrupted) as info:
+        run(_config(epochs=3), tmp_path, datasets=tiny, callbacks=[stop_at_epoch(1)])
+    chief = info.value.run
+    worker = scratch_run_dir(chief.path)
+    try:
+        for name in ("history_csv", "best_checkpoint"):
+            assert getattr(worker, name).read_bytes() == getattr(chief, name).read_bytes()
+        assert sorted(p.name for p in worker.backup.iterdir()) == sorted(
+            p.name for p in chief.backup.iterdir()
+        )
+    finally:
+        shutil.rmtree(worker.path)
 
 
 @pytest.mark.skipif(

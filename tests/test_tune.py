@@ -146,7 +146,10 @@ def test_search_killed_while_a_trial_starts_runs_that_trial(tmp_path, tiny):
     orphan = {**record, "trial_id": "1", "status": "RUNNING", "score": None, "best_step": 0}
     (project / "trial_1").mkdir()
     (project / "trial_1" / "trial.json").write_text(json.dumps(orphan))
+    search(config, tiny)  # rerun as it was: the search is over, and the orphan is forgotten
+    assert [row.trial_id for row in trial_rows(project)] == ["0"]
 
+    (project / "trial_1" / "trial.json").write_text(json.dumps(orphan))
     observer = Observer()
     search(dataclasses.replace(config, max_trials=2), tiny, observer=observer)
     rows = trial_rows(project)
