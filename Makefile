@@ -12,7 +12,7 @@ ifneq ($(SHARED_MNIST),)
 export MNIST_KERAS_DATA ?= $(abspath $(SHARED_MNIST))
 endif
 
-.PHONY: train tune bench demo test test-keras2 test-fast lint format clean
+.PHONY: train tune bench demo test test-keras2 test-fast lint format clean browser
 
 # The stamp is rebuilt when pyproject.toml changes, so a dependency edit reinstalls.
 $(VENV)/.installed: pyproject.toml
@@ -42,10 +42,20 @@ tune: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(VENV)/bin/python -m mnist_keras.demo $(ARGS)
 
-test: $(VENV)/.installed
+# The demo's browser test drives Debian's Chromium (browsers cannot be downloaded here): installed
+# with apt as root, through sudo otherwise, or a one-line instruction when neither can.
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@test -x $(CHROMIUM) || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; \
+	  elif command -v sudo > /dev/null && sudo -n true 2> /dev/null; then SUDO=sudo; \
+	  else echo "error: the browser test needs Chromium: run 'sudo apt-get install chromium' (Debian) and retry" >&2; exit 2; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium > /dev/null; }
+
+test: $(VENV)/.installed browser
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
-test-keras2: $(VENV2)/.installed
+test-keras2: $(VENV2)/.installed browser
 	$(VENV2)/bin/python -m pytest $(PYTEST_ARGS)
 
 test-fast: $(VENV)/.installed

@@ -27,13 +27,13 @@ import tensorflow as tf
 
 from mnist_keras import console
 from mnist_keras.callbacks import EpochTimer
-from mnist_keras.config import TrainConfig
-from mnist_keras.data import Mnist, load_mnist, make_dataset
+from mnist_keras.config import TrainConfig, resolve_config
+from mnist_keras.data import Mnist, batches_per_pass, load_mnist, make_dataset
 from mnist_keras.errors import ConfigError, MnistKerasError
 from mnist_keras.export import SIGNATURE, export_saved_model
 from mnist_keras.model import build_model
 from mnist_keras.runs import write_json
-from mnist_keras.train import epoch_steps, whole_epochs
+from mnist_keras.train import epoch_steps, run, whole_epochs
 
 SHAPES = ((64, 100), (128, 128))  # (hidden units, batch size)
 LEARNING_RATE = 1e-3  # Adam, for every peer but the TF1 reference (SGD 0.1, as the tutorial)
@@ -46,12 +46,15 @@ class BenchConfig:
     repeats: int = 3  # runs per figure; the median is reported
     train_samples: int | None = None  # a slice, for a quick check
     latency_calls: int = 1000  # batch-1 calls timed for the latency percentiles
+    recipe_seeds: int = 3  # the default and previous recipes trained with seeds 1..N (0: skip)
     out_dir: str = "artifacts/bench"
     seed: int = 42
 
     def validate(self) -> BenchConfig:
         if self.epochs < 2 or self.repeats < 1 or self.latency_calls < 100:
             raise ConfigError("--epochs must be at least 2, --repeats 1, --latency-calls 100")
+        if self.recipe_seeds < 0:
+            raise ConfigError("--recipe-seeds must be 0 or more")
         return self
 
 
@@ -78,17 +81,18 @@ class EpochRun:
 
 
 def package_path(
-    data: Mnist, hidden: int, batch: int, epochs: int, jit_compile: bool = False
+    data: Mnist, hidden: int, batch: int, epochs: int, jit_compile: bool | None = None
 ) -> EpochRun:
-    """This package's training path: build_model + the tf.data pipeline + fit."""
-    config = TrainConfig(
-        hidden_units=hidden, batch_size=batch, dropout=0.0, jit_compile=jit_compile
-    )
+    """This package's training path with its defaults (dropout rates, XLA): build_model + the
+    tf.data pipeline + fit."""
+    config = TrainConfig(hidden_units=hidden, batch_size=batch)
+    if jit_compile is not None:
+        config = dataclasses.replace(config, jit_compile=jit_compile)
     config = whole_epochs(config, len(data.x_train))
-    model = build_model(config)
+    steps = epoch_steps(config, len(data.x_train))
+    model = build_model(config, steps)
     timer = EpochTimer()
     dataset = make_dataset(data.x_train, data.y_train, batch, shuffle_seed=0)
-    steps = epoch_steps(config, len(data.x_train))
     model.fit(
         dataset, epochs=epochs, steps_per_epoch=steps, callbacks=[timer], shuffle=False, verbose=0
     )
@@ -98,9 +102,14 @@ def package_path(
 def keras_numpy_defaults(data: Mnist, hidden: int, batch: int, epochs: int) -> EpochRun:
     """Keras fit on NumPy arrays with its defaults (one step per call, no XLA on a CPU)."""
     keras_defaults = TrainConfig(
-        hidden_units=hidden, dropout=0.0, steps_per_execution=1, jit_compile=False
+        hidden_units=hidden,
+        dropout=0.0,
+        input_dropout=0.0,
+        schedule="constant",
+        steps_per_execution=1,
+        jit_compile=False,
     )
-    model = build_model(keras_defaults)
+    model = build_model(keras_defaults, batches_per_pass(len(data.x_train), batch))
     timer = EpochTimer()
     model.fit(
         data.x_train, data.y_train, batch_size=batch, epochs=epochs, callbacks=[timer], verbose=0
@@ -160,11 +169,13 @@ def _adam(params, grads, slots, step, beta1=0.9, beta2=0.999, eps=1e-7) -> None:
 
 
 def torch_eager(data: Mnist, hidden: int, batch: int, epochs: int) -> EpochRun:
-    """PyTorch's eager loop on the CPU with this machine's threads."""
+    """PyTorch's eager loop on the CPU with this machine's threads, with the package's default
+    dropout rates."""
     import torch
 
     torch.manual_seed(0)
-    model = _torch_mlp(hidden)
+    defaults = TrainConfig()
+    model = _torch_mlp(hidden, defaults.input_dropout, defaults.dropout)
     optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
     x = torch.from_numpy(data.x_train.reshape(-1, 784)).float() / 255.0
     y = torch.from_numpy(data.y_train.astype(np.int64))
@@ -174,21 +185,25 @@ def torch_eager(data: Mnist, hidden: int, batch: int, epochs: int) -> EpochRun:
         order = torch.randperm(len(x))
         for i in range(0, len(x), batch):
             idx = order[i : i + batch]
-            loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
+            loss = torch.nn.functional.cross_entropy(model.train()(x[idx]), y[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
         seconds.append(time.perf_counter() - start)
     with torch.no_grad():
-        logits = model(torch.from_numpy(data.x_test.reshape(-1, 784)).float() / 255.0)
+        logits = model.eval()(torch.from_numpy(data.x_test.reshape(-1, 784)).float() / 255.0)
     return EpochRun(seconds, float((logits.argmax(1).numpy() == data.y_test).mean()))
 
 
-def _torch_mlp(hidden: int):
+def _torch_mlp(hidden: int, input_dropout: float = 0.0, dropout: float = 0.0):
     import torch
 
     return torch.nn.Sequential(
-        torch.nn.Linear(784, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 10)
+        torch.nn.Dropout(input_dropout),
+        torch.nn.Linear(784, hidden),
+        torch.nn.ReLU(),
+        torch.nn.Dropout(dropout),
+        torch.nn.Linear(hidden, 10),
     )
 
 
@@ -251,7 +266,7 @@ def tf1_graph_loop(data: Mnist, hidden: int, batch: int, epochs: int) -> EpochRu
 Peer = Callable[[Mnist, int, int, int], EpochRun]
 PEERS: dict[str, tuple[Peer, str | None]] = {  # name -> (trainer, module it needs)
     "mnist_keras (package path)": (package_path, None),
-    "mnist_keras --jit-compile": (functools.partial(package_path, jit_compile=True), None),
+    "mnist_keras, no XLA": (functools.partial(package_path, jit_compile=False), None),
     "keras fit, NumPy, defaults": (keras_numpy_defaults, None),
     "raw TF2 loop, epoch in tf.function": (raw_tf_loop, None),
     "PyTorch eager": (torch_eager, "torch"),
@@ -334,10 +349,10 @@ def time_to_accuracy(data: Mnist, target: float, seed: int) -> dict[str, Any]:
     """
     config = whole_epochs(TrainConfig(seed=seed), len(data.x_train))
     keras.utils.set_random_seed(seed)
-    model = build_model(config)
+    steps = epoch_steps(config, len(data.x_train))
+    model = build_model(config, steps)
     dataset = make_dataset(data.x_train, data.y_train, config.batch_size, shuffle_seed=seed)
     stop = _StopAtAccuracy(data, target)
-    steps = epoch_steps(config, len(data.x_train))
     model.fit(
         dataset,
         epochs=config.epochs,
@@ -355,9 +370,31 @@ def time_to_accuracy(data: Mnist, target: float, seed: int) -> dict[str, Any]:
     }
 
 
+RECIPES = ("default", "v0.1")  # presets: today's default recipe and the one it replaced
+
+
+def measure_recipes(data: Mnist, seeds: Sequence[int]) -> list[dict[str, Any]]:
+    """Each recipe trained, evaluated and exported exactly as `train` does, once per seed."""
+    rows = []
+    with tempfile.TemporaryDirectory() as runs:
+        for preset in RECIPES:
+            for seed in seeds:
+                result = run(resolve_config(preset, seed=seed), Path(runs), datasets=data)
+                rows.append(
+                    {
+                        "preset": preset,
+                        "seed": seed,
+                        "test_accuracy": result.evaluation.accuracy,
+                        "fit_seconds": round(result.train_seconds, 1),
+                        "epochs": len(result.history),
+                    }
+                )
+    return rows
+
+
 def measure_inference(data: Mnist, calls: int, repeats: int) -> dict[str, Any]:
     """The exported SavedModel under tf.saved_model.load, beside PyTorch eager inference."""
-    model = build_model(TrainConfig(hidden_units=128))
+    model = build_model(TrainConfig(hidden_units=128), steps_per_epoch=1)
     with tempfile.TemporaryDirectory() as tmp:
         path = export_saved_model(model, Path(tmp) / "mnist")
         serve = tf.saved_model.load(str(path)).signatures[SIGNATURE]
@@ -430,7 +467,12 @@ def run_bench(config: BenchConfig, data: Mnist | None = None, progress=None) -> 
     to_target = time_to_accuracy(data, 0.98, config.seed)
     say("inference of the exported SavedModel")
     inference = measure_inference(data, config.latency_calls, config.repeats)
-    return _report(config, data, training, ceilings, to_target, inference)
+    say(f"recipes {', '.join(RECIPES)}, full training, seeds 1-{config.recipe_seeds}")
+    recipes = measure_recipes(data, range(1, config.recipe_seeds + 1))
+    return {
+        **_report(config, data, training, ceilings, to_target, inference),
+        "recipes": recipes,
+    }
 
 
 def _report(config, data, training, ceilings, to_target, inference) -> dict[str, Any]:
@@ -489,6 +531,14 @@ def build_parser() -> console.Parser:
         default=d.latency_calls,
         metavar="N",
         help=f"batch-1 calls timed ({d.latency_calls})",
+    )
+    p.add_argument(
+        "--recipe-seeds",
+        type=int,
+        default=d.recipe_seeds,
+        metavar="N",
+        help="train the default and the previous recipe with seeds 1..N, as `train` does "
+        f"({d.recipe_seeds}; 0 skips)",
     )
     p.add_argument("--out-dir", default=d.out_dir, metavar="DIR", help=f"({d.out_dir})")
     return p

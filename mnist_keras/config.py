@@ -11,6 +11,7 @@ from typing import Any
 from mnist_keras.errors import ConfigError
 
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
+SCHEDULES = ("constant", "cosine")  # the learning rate over training: see model.py
 APIS = ("sequential", "functional")
 INITIALIZERS = ("glorot", "normal")
 STRATEGIES = ("none", "mirrored", "multi-worker")  # tf.distribute: see distribute.py
@@ -21,20 +22,22 @@ class TrainConfig:
     """Everything that decides a training run; written to the run's `config.json`."""
 
     epochs: int = 20  # passes over the training split (or over steps_per_epoch batches)
-    batch_size: int = 128  # examples per gradient step
-    hidden_units: int = 512  # width of the single hidden ReLU layer
-    learning_rate: float = 1e-3  # optimizer step size
-    dropout: float = 0.4  # dropout rate after the hidden layer; 0 disables it
+    batch_size: int = 256  # examples per gradient step
+    hidden_units: int = 1024  # width of the single hidden ReLU layer
+    learning_rate: float = 2e-3  # optimizer step size (the start of the schedule)
+    dropout: float = 0.5  # dropout rate after the hidden layer; 0 disables it
+    input_dropout: float = 0.2  # dropout rate on the input pixels; 0 disables it
     optimizer: str = "adam"  # one of OPTIMIZERS
+    schedule: str = "cosine"  # constant, or cosine decay from learning_rate to 0 over the run
     api: str = "sequential"  # Keras API that builds the network: sequential or functional
     initializer: str = "glorot"  # glorot (Keras default) or normal: N(0, 1) as in the TF1 tutorial
     seed: int = 42  # fixes the validation split, shuffling and weight initialisation
     validation_size: int = 5000  # examples carved from the training set to choose the best epoch
     steps_per_epoch: int | None = None  # None: one full pass; a number repeats the data
     steps_per_execution: int = 32  # batches run per call into the graph: less Python overhead
-    # XLA-compile the train step: about 1.4x the examples/s on a CPU, but on Keras 2 dropout
-    # under XLA ignores the seed, so runs stop being reproducible; hence off by default.
-    jit_compile: bool = False
+    # XLA-compile the train step: 1.3-2x the examples/s on a CPU (dropout.py says why dropout
+    # needs its own layer for that), reproducible on Keras 2 and 3.
+    jit_compile: bool = True
     train_samples: int | None = None  # use only the first N training images (quick runs)
     test_samples: int | None = None  # evaluate on only the first N test images (quick runs)
     data: str | None = None  # folder of IDX files or a .npz; None: $MNIST_KERAS_DATA or Keras
@@ -59,6 +62,8 @@ class TrainConfig:
             _check(value is None or value > 0, name, "must be a positive integer")
         _check(self.learning_rate > 0, "learning_rate", "must be a positive number")
         _check(0 <= self.dropout < 1, "dropout", "must be in [0, 1)")
+        _check(0 <= self.input_dropout < 1, "input_dropout", "must be in [0, 1)")
+        _check(self.schedule in SCHEDULES, "schedule", f"must be one of {', '.join(SCHEDULES)}")
         _check(self.optimizer in OPTIMIZERS, "optimizer", f"must be one of {', '.join(OPTIMIZERS)}")
         _check(self.api in APIS, "api", f"must be one of {', '.join(APIS)}")
         _check(
@@ -87,10 +92,21 @@ class TrainConfig:
         return cls(**values).validate()
 
 
-# The TF1 tutorial's network, for comparison: 784-64-10 with ReLU, every weight and bias drawn
-# from N(0, 1), plain SGD at 0.1, batch 100, 2,000 steps (4 epochs of 500 steps).
+# "seed" is the TF1 tutorial's network, for comparison: 784-64-10 with ReLU, every weight and
+# bias drawn from N(0, 1), plain SGD at 0.1, batch 100, 2,000 steps (4 epochs of 500 steps).
+# "v0.1" is the recipe that was the default before 0.2 (98.4% on the test set), kept so the
+# benchmark measures the new one against it.
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
+    "v0.1": {
+        "hidden_units": 512,
+        "batch_size": 128,
+        "learning_rate": 1e-3,
+        "schedule": "constant",
+        "input_dropout": 0.0,
+        "dropout": 0.4,
+        "jit_compile": False,
+    },
     "seed": {
         "hidden_units": 64,
         "initializer": "normal",
@@ -98,6 +114,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "learning_rate": 0.1,
         "batch_size": 100,
         "dropout": 0.0,
+        "input_dropout": 0.0,
+        "schedule": "constant",
         "epochs": 4,
         "steps_per_epoch": 500,
     },

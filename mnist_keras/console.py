@@ -291,3 +291,21 @@ def print_bench(report: dict[str, Any]) -> None:
             figures.add_row(f"{name} {key}", f"{value:,.3f}" if isinstance(value, float) else value)
     figures.add_row("peak memory (MB)", f"{report['peak_memory_mb']:,.0f}")
     console.print(figures)
+    if report["recipes"]:
+        console.print(_recipes_table(report["recipes"]))
+
+
+def _recipes_table(rows: list[dict[str, Any]]) -> Table:
+    """Full training runs of each recipe: test accuracy and fit seconds per seed."""
+    table = Table(title="Recipes, trained as `train` does", title_justify="left")
+    for column in ("preset", "seed", "test acc", "fit s", "epochs"):
+        table.add_column(column, justify="left" if column == "preset" else "right")
+    for row in rows:
+        table.add_row(
+            row["preset"],
+            str(row["seed"]),
+            f"{row['test_accuracy']:.4f}",
+            f"{row['fit_seconds']:.1f}",
+            str(row["epochs"]),
+        )
+    return table

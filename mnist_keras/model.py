@@ -6,6 +6,7 @@ import keras
 
 from mnist_keras.config import TrainConfig
 from mnist_keras.data import IMAGE_SHAPE, NUM_CLASSES
+from mnist_keras.dropout import HashDropout
 
 OPTIMIZER_CLASSES = {
     "adam": keras.optimizers.Adam,
@@ -14,18 +15,30 @@ OPTIMIZER_CLASSES = {
 }
 
 
-def build_model(config: TrainConfig) -> keras.Model:
-    """Build the 784-H-10 network with the configured Keras API, compiled for training."""
+def build_model(config: TrainConfig, steps_per_epoch: int) -> keras.Model:
+    """Build the 784-H-10 network with the configured Keras API, compiled for training.
+
+    Args:
+        steps_per_epoch: gradient steps in one epoch, which the learning-rate schedule spans.
+    """
     build = _functional if config.api == "functional" else _sequential
     model = build(_layers(config))
     model.compile(
-        optimizer=OPTIMIZER_CLASSES[config.optimizer](learning_rate=config.learning_rate),
+        optimizer=make_optimizer(config, steps_per_epoch),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
         steps_per_execution=config.steps_per_execution,
         jit_compile=config.jit_compile,
     )
     return model
+
+
+def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    """The configured optimizer, its learning rate constant or decaying over the whole run."""
+    rate = config.learning_rate
+    if config.schedule == "cosine":
+        rate = keras.optimizers.schedules.CosineDecay(rate, config.epochs * steps_per_epoch)
+    return OPTIMIZER_CLASSES[config.optimizer](learning_rate=rate)
 
 
 def _inputs() -> keras.KerasTensor:
@@ -38,13 +51,14 @@ def _layers(config: TrainConfig) -> list[keras.layers.Layer]:
     return [
         keras.layers.Rescaling(1.0 / 255, name="rescale"),
         keras.layers.Flatten(name="flatten"),
+        HashDropout(config.input_dropout, seed=config.seed + 1, name="input_dropout"),
         keras.layers.Dense(
             config.hidden_units,
             activation="relu",
             name="hidden",
             **_initializers(config.initializer),
         ),
-        keras.layers.Dropout(config.dropout, seed=config.seed, name="dropout"),
+        HashDropout(config.dropout, seed=config.seed, name="dropout"),
         keras.layers.Dense(
             NUM_CLASSES,
             activation="softmax",

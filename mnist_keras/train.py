@@ -25,6 +25,7 @@ from mnist_keras.config import (
     APIS,
     OPTIMIZERS,
     PRESETS,
+    SCHEDULES,
     STRATEGIES,
     TrainConfig,
     flag_name,
@@ -229,7 +230,7 @@ def _fit(
     callbacks = make_callbacks(run_dir, _checkpoint_score(run_dir, val))
     keras.utils.set_random_seed(config.seed)
     with strategy.scope():  # the variables are mirrored on every replica
-        model = build_model(config)
+        model = build_model(config, steps)
     train = make_dataset(split.x_train, split.y_train, batch, config.seed, len(done) * steps)
     start = time.perf_counter()
     with interrupt_between_steps() as interrupt:
@@ -310,6 +311,12 @@ CONFIG_FLAGS: dict[str, tuple[Any, str, str]] = {
     "hidden_units": (int, "N", "hidden layer width"),
     "learning_rate": (float, "X", "optimizer step size"),
     "dropout": (float, "X", "dropout rate after the hidden layer, in [0, 1)"),
+    "input_dropout": (float, "X", "dropout rate on the input pixels, in [0, 1)"),
+    "schedule": (
+        list(SCHEDULES),
+        "",
+        "learning rate over the run: constant, or cosine decay from --learning-rate to 0",
+    ),
     "optimizer": (list(OPTIMIZERS), "", "optimizer"),
     "api": (list(APIS), "", "Keras API that builds the network"),
     "seed": (int, "N", "fixes the validation split, shuffling and initial weights"),

@@ -20,6 +20,7 @@ from typing import Any
 import grpc
 import keras
 import keras_tuner as kt
+import tensorflow as tf
 from keras_tuner.src import utils as kt_utils
 
 from mnist_keras import console
@@ -31,29 +32,41 @@ from mnist_keras.runs import DEFAULT_RUNS_DIR, write_json
 from mnist_keras.train import add_config_flags, epoch_steps, print_result, run, whole_epochs
 
 OBJECTIVE = "val_accuracy"
+DEFAULT_SCORE = "default_score.json"  # in the project folder: the unsearched recipe's score
 TRIAL_LOG = "mnist_keras_runs.jsonl"  # in each trial folder: one line per time the trial ran
 
 
+# The search space (log scale for width and rate): around the default recipe, wide enough to
+# find a better one. Dropout rates join with --tune-dropout.
+HIDDEN_UNITS = (256, 4096)
+LEARNING_RATE = (3e-4, 1e-2)
+DROPOUT = (0.2, 0.6, 0.1)  # low, high, step
+INPUT_DROPOUT = (0.0, 0.3, 0.1)
+
+
 def sample_config(hp: kt.HyperParameters, base: TrainConfig, tune_dropout: bool) -> TrainConfig:
-    """The search space: hidden width and learning rate (log scale), dropout if asked."""
+    """The search space: hidden width and learning rate (log scale), dropout rates if asked."""
     values: dict[str, Any] = {
-        "hidden_units": hp.Int("hidden_units", 32, 1024, sampling="log"),
-        "learning_rate": hp.Float("learning_rate", 1e-4, 1e-1, sampling="log"),
+        "hidden_units": hp.Int("hidden_units", *HIDDEN_UNITS, sampling="log"),
+        "learning_rate": hp.Float("learning_rate", *LEARNING_RATE, sampling="log"),
     }
     if tune_dropout:
-        values["dropout"] = hp.Float("dropout", 0.0, 0.5, step=0.1)
+        values["dropout"] = hp.Float("dropout", *DROPOUT[:2], step=DROPOUT[2])
+        values["input_dropout"] = hp.Float(
+            "input_dropout", *INPUT_DROPOUT[:2], step=INPUT_DROPOUT[2]
+        )
     return dataclasses.replace(base, **values)
 
 
 class HyperMnist(kt.HyperModel):
     """Samples a configuration and builds it with `build_model`; nothing else."""
 
-    def __init__(self, base: TrainConfig, tune_dropout: bool) -> None:
+    def __init__(self, base: TrainConfig, tune_dropout: bool, steps_per_epoch: int) -> None:
         super().__init__(name="mnist_mlp")
-        self.base, self.tune_dropout = base, tune_dropout
+        self.base, self.tune_dropout, self.steps = base, tune_dropout, steps_per_epoch
 
     def build(self, hp: kt.HyperParameters) -> keras.Model:
-        return build_model(sample_config(hp, self.base, self.tune_dropout))
+        return build_model(sample_config(hp, self.base, self.tune_dropout), self.steps)
 
 
 class _TrialLog:
@@ -142,7 +155,7 @@ if _KT_SAVE_JSON is not None:
     kt_utils.save_json = _atomic_json
 
 
-def make_tuner(config: TuneConfig, observer: Any = None) -> kt.Tuner:
+def make_tuner(config: TuneConfig, steps_per_epoch: int, observer: Any = None) -> kt.Tuner:
     """The keras-tuner tuner for `config`, resuming its project unless `overwrite`."""
     base_class = TUNER_CLASSES[config.tuner]
     tuner_class = type(f"Logged{base_class.__name__}", (_TrialLog, base_class), {})
@@ -152,7 +165,7 @@ def make_tuner(config: TuneConfig, observer: Any = None) -> kt.Tuner:
         else {"max_trials": config.max_trials}
     )
     tuner = tuner_class(
-        HyperMnist(config.base, config.tune_dropout),
+        HyperMnist(config.base, config.tune_dropout, steps_per_epoch),
         objective=kt.Objective(OBJECTIVE, direction="max"),
         executions_per_trial=config.executions_per_trial,
         seed=config.base.seed,
@@ -165,29 +178,72 @@ def make_tuner(config: TuneConfig, observer: Any = None) -> kt.Tuner:
     return tuner
 
 
-def search(config: TuneConfig, data: Mnist, callbacks: Sequence = (), observer: Any = None):
-    """Run (or resume) the search on the validation split; the test set is not touched."""
+@dataclass(frozen=True)
+class SearchData:
+    """What every trial fits on: the training split, scored on the validation split."""
+
+    base: TrainConfig  # the unsearched values, with the search's epochs
+    train: tf.data.Dataset
+    val: tf.data.Dataset
+    steps: int  # steps per epoch
+
+    def fit_args(self, config: TuneConfig, callbacks: Sequence = ()) -> dict[str, Any]:
+        """`fit` arguments for one trial; the test set is not touched."""
+        stop = keras.callbacks.EarlyStopping(OBJECTIVE, patience=config.patience, mode="max")
+        return {
+            "x": self.train,
+            "validation_data": self.val,
+            "epochs": config.max_epochs,
+            "steps_per_epoch": self.steps,
+            "callbacks": [stop, *callbacks],
+            "shuffle": False,  # the dataset shuffles, seeded
+            "verbose": 0,
+        }
+
+
+def search_data(config: TuneConfig, data: Mnist) -> SearchData:
     split = split_validation(
         data.x_train, data.y_train, config.base.validation_size, config.base.seed
     )
-    base = whole_epochs(config.base, len(split.x_train))
-    keras.utils.set_random_seed(base.seed)
-    tuner = make_tuner(dataclasses.replace(config, base=base), observer)
-    project = Path(config.directory) / config.project_name
-    tuner.search(
+    # A trial's learning-rate schedule spans the most epochs a trial may train.
+    base = dataclasses.replace(config.base, epochs=config.max_epochs)
+    base = whole_epochs(base, len(split.x_train))
+    return SearchData(
+        base,
         make_dataset(split.x_train, split.y_train, base.batch_size, base.seed),
-        validation_data=make_dataset(split.x_val, split.y_val, base.batch_size),
-        epochs=config.max_epochs,
-        steps_per_epoch=epoch_steps(base, len(split.x_train)),
-        callbacks=[
-            keras.callbacks.EarlyStopping(OBJECTIVE, patience=config.patience, mode="max"),
-            keras.callbacks.TensorBoard(str(project / "tensorboard")),  # + HParams, per trial
-            *callbacks,
-        ],
-        shuffle=False,  # the dataset shuffles, seeded
-        verbose=0,
+        make_dataset(split.x_val, split.y_val, base.batch_size),
+        epoch_steps(base, len(split.x_train)),
     )
+
+
+def search(config: TuneConfig, data: Mnist, callbacks: Sequence = (), observer: Any = None):
+    """Run (or resume) the search on the validation split; the test set is not touched."""
+    trials = search_data(config, data)
+    keras.utils.set_random_seed(trials.base.seed)
+    tuner = make_tuner(dataclasses.replace(config, base=trials.base), trials.steps, observer)
+    board = keras.callbacks.TensorBoard(str(project_dir(config) / "tensorboard"))  # + HParams
+    tuner.search(**trials.fit_args(config, [board, *callbacks]))
     return tuner
+
+
+def project_dir(config: TuneConfig) -> Path:
+    return Path(config.directory) / config.project_name
+
+
+def default_score(config: TuneConfig, data: Mnist, callbacks: Sequence = ()) -> dict[str, Any]:
+    """The unsearched configuration trained and scored exactly as a trial is: what the search
+    must beat. Kept in the project folder, so a resumed search does not train it again."""
+    path = project_dir(config) / DEFAULT_SCORE
+    if path.is_file():
+        return json.loads(path.read_text())
+    trials = search_data(config, data)
+    keras.utils.set_random_seed(trials.base.seed)
+    model = build_model(trials.base, trials.steps)
+    scores = model.fit(**trials.fit_args(config, callbacks)).history[OBJECTIVE]
+    best = max(range(len(scores)), key=scores.__getitem__)
+    score = {"val_accuracy": scores[best], "epochs": best + 1}
+    write_json(path, score)
+    return score
 
 
 @dataclass(frozen=True)
@@ -232,16 +288,38 @@ def _trial_row(folder: Path) -> TrialRow | None:
     )
 
 
-def best_hparams(tuner: kt.Tuner, config: TuneConfig) -> dict[str, Any]:
-    """The best trial's values, in TrainConfig's names, for `train --hparams`."""
-    (trial,) = tuner.oracle.get_best_trials(1)
-    values = {k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")}
+def best_hparams(tuner: kt.Tuner, config: TuneConfig, default: dict[str, Any]) -> dict[str, Any]:
+    """What the final model trains, in TrainConfig's names (for `train --hparams`): the best
+    trial, or the unsearched values when no trial beat their `default_score`; either way for
+    the epochs at which its validation accuracy peaked."""
+    best = tuner.oracle.get_best_trials(1)
+    searched = [hp.name for hp in tuner.oracle.hyperparameters.space if "/" not in hp.name]
+    if best and best[0].score is not None and best[0].score > default["val_accuracy"]:
+        trial = best[0]
+        values = {name: trial.hyperparameters.values[name] for name in searched}
+        chosen = {"epochs": trial.best_step + 1, "val_accuracy": trial.score}
+        origin = trial.trial_id
+    else:
+        values = {name: getattr(config.base, name) for name in searched}
+        chosen, origin = default, "default"
     return {
         **values,
-        "epochs": config.max_epochs,
-        "val_accuracy": trial.score,
-        "trial_id": trial.trial_id,
+        "epochs": chosen["epochs"],
+        "val_accuracy": chosen["val_accuracy"],
+        "trial_id": origin,
+        "default_val_accuracy": default["val_accuracy"],
     }
+
+
+def search_verdict(hparams: dict[str, Any]) -> str:
+    """One line: what the search bought over the default recipe, on the validation split."""
+    found, default = hparams["val_accuracy"], hparams["default_val_accuracy"]
+    if hparams["trial_id"] == "default":
+        return f"no trial beat the default recipe (val_accuracy {default:.4f}); trained it"
+    return (
+        f"trial {hparams['trial_id']}: val_accuracy {found:.4f}, the default recipe "
+        f"{default:.4f} ({100 * (found - default):+.2f} points)"
+    )
 
 
 def final_config(config: TuneConfig, hparams: dict[str, Any]) -> TrainConfig:
@@ -249,10 +327,17 @@ def final_config(config: TuneConfig, hparams: dict[str, Any]) -> TrainConfig:
     return dataclasses.replace(config.base, **{k: v for k, v in hparams.items() if k in fields})
 
 
-def train_best(config: TuneConfig, data: Mnist, runs_dir: Path, tuner: kt.Tuner, callbacks=()):
-    """Write best_hparams.json, then train, evaluate and export that configuration."""
-    hparams = best_hparams(tuner, config)
-    write_json(Path(config.directory) / config.project_name / "best_hparams.json", hparams)
+def train_best(
+    config: TuneConfig, data: Mnist, runs_dir: Path, tuner: kt.Tuner, callbacks=(), default=None
+):
+    """Write best_hparams.json, then train, evaluate and export that configuration.
+
+    Args:
+        default: `default_score` of the unsearched configuration (measured here when None).
+    """
+    default = default or default_score(config, data)
+    hparams = best_hparams(tuner, config, default)
+    write_json(project_dir(config) / "best_hparams.json", hparams)
     return hparams, run(final_config(config, hparams), runs_dir, datasets=data, callbacks=callbacks)
 
 
@@ -419,8 +504,11 @@ def _run_cli(config: TuneConfig, runs_dir: Path) -> int:
     console.print_trials(trial_rows(project))
     if config.role == "worker":
         return 0
-    hparams, result = train_best(config, data, runs_dir, tuner, [console.FitProgress()])
+    with console.status("training the default recipe as a trial, for comparison"):
+        default = default_score(config, data)
+    hparams, result = train_best(config, data, runs_dir, tuner, [console.FitProgress()], default)
     console.print_config(hparams, "Best hyperparameters")
+    console.print_line(search_verdict(hparams))
     print_result(result)
     return 0
 

@@ -5,15 +5,21 @@ import numpy as np
 import pytest
 
 from mnist_keras.config import TrainConfig, resolve_config
+from mnist_keras.dropout import HashDropout
 from mnist_keras.model import build_model
+
+STEPS = 10  # steps per epoch, which the learning-rate schedule spans
 
 
 @pytest.mark.parametrize("hidden", [16, 64])
 def test_sequential_and_functional_are_the_same_network(hidden):
-    seq = build_model(TrainConfig(hidden_units=hidden, api="sequential"))
-    fun = build_model(TrainConfig(hidden_units=hidden, api="functional"))
+    seq = build_model(TrainConfig(hidden_units=hidden, api="sequential"), STEPS)
+    fun = build_model(TrainConfig(hidden_units=hidden, api="functional"), STEPS)
     expected = 784 * hidden + hidden + hidden * 10 + 10
-    assert seq.count_params() == fun.count_params() == expected
+    trainable = [sum(int(np.prod(w.shape)) for w in m.trainable_weights) for m in (seq, fun)]
+    assert trainable == [expected, expected]
+    # Beside them, only the two dropout layers' step counters.
+    assert [w.shape for w in seq.non_trainable_weights] == [(), ()]
     assert [type(layer).__name__ for layer in seq.layers] == [
         type(layer).__name__ for layer in fun.layers if type(layer).__name__ != "InputLayer"
     ]
@@ -21,14 +27,14 @@ def test_sequential_and_functional_are_the_same_network(hidden):
 
 @pytest.mark.parametrize("api", ["sequential", "functional"])
 def test_outputs_are_probability_rows(api, tiny):
-    probs = np.asarray(build_model(TrainConfig(api=api))(tiny.x_test[:32]))
+    probs = np.asarray(build_model(TrainConfig(api=api), STEPS)(tiny.x_test[:32]))
     assert probs.shape == (32, 10)
     assert np.all(probs >= 0)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
 
 
 def test_keras_loss_is_the_cross_entropy(tiny):
-    model = build_model(TrainConfig(hidden_units=32))
+    model = build_model(TrainConfig(hidden_units=32), STEPS)
     x, y = tiny.x_test[:50], tiny.y_test[:50]
     loss = model.evaluate(x, y, batch_size=50, verbose=0, return_dict=True)["loss"]
     probs = np.asarray(model.predict(x, verbose=0), dtype=np.float64)
@@ -39,7 +45,7 @@ def test_keras_loss_is_the_cross_entropy(tiny):
 
 def test_model_scales_uint8_pixels_itself(tiny):
     """model(uint8) equals the network computed by hand on pixels / 255."""
-    model = build_model(TrainConfig(hidden_units=8))
+    model = build_model(TrainConfig(hidden_units=8), STEPS)
     assert model.inputs[0].dtype == "uint8"
     w1, b1 = (np.asarray(w, np.float64) for w in model.get_layer("hidden").weights)
     w2, b2 = (np.asarray(w, np.float64) for w in model.get_layer("probabilities").weights)
@@ -50,17 +56,17 @@ def test_model_scales_uint8_pixels_itself(tiny):
 
 
 def test_seed_preset_draws_weights_and_biases_from_standard_normal():
-    model = build_model(resolve_config("seed"))
+    model = build_model(resolve_config("seed"), STEPS)
     kernel, bias = (np.asarray(w) for w in model.get_layer("hidden").weights)
     assert kernel.shape == (784, 64)
     assert abs(kernel.std() - 1.0) < 0.05 and abs(kernel.mean()) < 0.05
     assert bias.std() > 0.5  # biases are drawn too, not zeros
     assert isinstance(model.optimizer, keras.optimizers.SGD)
-    assert float(np.asarray(model.optimizer.learning_rate)) == pytest.approx(0.1)
+    assert model.optimizer.get_config()["learning_rate"] == pytest.approx(0.1)  # constant
 
 
 def test_default_initialisation_is_glorot_with_zero_bias():
-    model = build_model(TrainConfig(hidden_units=64))
+    model = build_model(TrainConfig(hidden_units=64), STEPS)
     kernel, bias = (np.asarray(w) for w in model.get_layer("hidden").weights)
     limit = np.sqrt(6 / (784 + 64))
     assert np.abs(kernel).max() <= limit and not bias.any()
@@ -70,6 +76,27 @@ def test_same_seed_same_initial_weights():
     weights = []
     for _ in range(2):
         keras.utils.set_random_seed(5)
-        weights.append(build_model(TrainConfig(hidden_units=16)).get_weights())
+        weights.append(build_model(TrainConfig(hidden_units=16), STEPS).get_weights())
     for a, b in zip(*weights, strict=False):
         np.testing.assert_array_equal(a, b)
+
+
+def test_dropout_rates_reach_their_layers():
+    model = build_model(TrainConfig(input_dropout=0.15, dropout=0.35), STEPS)
+    names = [layer.name for layer in model.layers]
+    assert names.index("input_dropout") < names.index("hidden") < names.index("dropout")
+    for name, rate in (("input_dropout", 0.15), ("dropout", 0.35)):
+        layer = model.get_layer(name)
+        assert isinstance(layer, HashDropout) and layer.rate == pytest.approx(rate)
+
+
+def test_cosine_schedule_spans_the_whole_run_and_constant_is_a_number():
+    optimizer = build_model(TrainConfig(epochs=7, learning_rate=0.003), STEPS).optimizer
+    rate = optimizer.get_config()["learning_rate"]  # the schedule, serialized
+    schedule = keras.optimizers.schedules.deserialize(rate)
+    assert isinstance(schedule, keras.optimizers.schedules.CosineDecay)
+    assert schedule.decay_steps == 7 * STEPS
+    assert float(schedule(0)) == pytest.approx(0.003)
+    assert float(schedule(7 * STEPS)) == pytest.approx(0.0, abs=1e-9)
+    constant = build_model(TrainConfig(schedule="constant", learning_rate=0.003), STEPS)
+    assert constant.optimizer.get_config()["learning_rate"] == pytest.approx(0.003)
