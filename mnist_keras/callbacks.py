@@ -19,7 +19,7 @@ from mnist_keras.runs import RunDir
 
 
 def make_callbacks(
-    run: RunDir, best_val_accuracy: float | None = None
+    run: RunDir, best_val_accuracy: float | None = None, validate: bool = True
 ) -> list[keras.callbacks.Callback]:
     """Backup for --resume, NaN guard, TensorBoard, best checkpoint, per-epoch CSV, timing.
 
@@ -27,6 +27,7 @@ def make_callbacks(
         run: the run folder the callbacks write into.
         best_val_accuracy: on resume, the validation accuracy of the best checkpoint already
             written, so it is only replaced by a better model.
+        validate: whether fit has validation data; without it the checkpoint is the last epoch.
     """
     run.best_checkpoint.parent.mkdir(parents=True, exist_ok=True)
     return [
@@ -43,7 +44,7 @@ def make_callbacks(
             str(run.checkpoint_partial),
             monitor="val_accuracy",
             mode="max",
-            save_best_only=True,
+            save_best_only=validate,
             initial_value_threshold=best_val_accuracy,
         ),
         PublishCheckpoint(run.checkpoint_partial, run.best_checkpoint),

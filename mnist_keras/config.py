@@ -32,7 +32,9 @@ class TrainConfig:
     api: str = "sequential"  # Keras API that builds the network: sequential or functional
     initializer: str = "glorot"  # glorot (Keras default) or normal: N(0, 1) as in the TF1 tutorial
     seed: int = 42  # fixes the validation split, shuffling and weight initialisation
-    validation_size: int = 5000  # examples carved from the training set to choose the best epoch
+    # Examples carved from the training set to choose the best epoch; 0 trains on all of them
+    # and keeps the last epoch (how `tune` trains its final model).
+    validation_size: int = 5000
     steps_per_epoch: int | None = None  # None: one full pass; a number repeats the data
     steps_per_execution: int = 32  # batches run per call into the graph: less Python overhead
     # XLA-compile the train step: 1.3-2x the examples/s on a CPU (dropout.py says why dropout
@@ -53,10 +55,10 @@ class TrainConfig:
             "batch_size",
             "hidden_units",
             "steps_per_execution",
-            "validation_size",
         )
         for name in positive:
             _check(getattr(self, name) > 0, name, "must be a positive integer")
+        _check(self.validation_size >= 0, "validation_size", "must be 0 or a positive integer")
         for name in ("steps_per_epoch", "train_samples", "test_samples"):
             value = getattr(self, name)
             _check(value is None or value > 0, name, "must be a positive integer")
@@ -190,6 +192,11 @@ class TuneConfig:
                 bool(host) and port.isdigit(), "oracle", f"must be HOST:PORT, got {self.oracle!r}"
             )
         self.base.validate()
+        _check(
+            self.base.validation_size > 0,
+            "validation_size",
+            "must be positive: trials are scored on it",
+        )
         return self
 
     def to_dict(self) -> dict[str, Any]:

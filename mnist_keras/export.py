@@ -18,7 +18,9 @@ import tensorflow as tf
 
 from mnist_keras import console
 from mnist_keras.data import IMAGE_SHAPE
+from mnist_keras.dropout import HashDropout
 from mnist_keras.errors import ConfigError, ExportError, MnistKerasError, first_line
+from mnist_keras.model import compile_model
 
 # The serving contract: documented in the README, checked by the tests. Do not rename.
 MODEL_NAME = "mnist"  # <export dir>/<MODEL_NAME>/<version>/, TensorFlow Serving's layout
@@ -37,6 +39,7 @@ def export_saved_model(model: keras.Model, model_dir: Path) -> Path:
     leaves no half-written version (TF Serving ignores names that are not integers), and an
     existing version is never overwritten.
     """
+    model = with_keras_dropout(model)
     signatures = serving_functions(model)
     model_dir.mkdir(parents=True, exist_ok=True)
     version = next_version(model_dir)
@@ -58,16 +61,39 @@ def next_version(model_dir: Path) -> int:
 
 
 def save_keras_model(model: keras.Model, path: Path) -> Path:
-    """Save the whole model in `.keras` format, atomically."""
+    """Save the whole model in `.keras` format, atomically, with Keras's own layers only, so the
+    file loads wherever Keras does, without this package."""
     tmp = path.with_name(f".{path.stem}.tmp-{secrets.token_hex(4)}.keras")
     try:
-        model.save(str(tmp))
+        with_keras_dropout(model).save(str(tmp))
         os.replace(tmp, path)
         return path
     except OSError as exc:
         raise ExportError(f"{path}: saving the model failed ({exc})") from exc
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def with_keras_dropout(model: keras.Model) -> keras.Model:
+    """`model` with `keras.layers.Dropout` in place of each HashDropout (the same network outside
+    training) and the same compiled loss, metrics and optimizer configuration; other code then
+    needs only Keras to load it."""
+    if not any(isinstance(layer, HashDropout) for layer in model.layers):
+        return model
+
+    def clone(layer: keras.layers.Layer) -> keras.layers.Layer:
+        if isinstance(layer, HashDropout):
+            return keras.layers.Dropout(layer.rate, seed=layer.seed, name=layer.name)
+        return layer.__class__.from_config(layer.get_config())
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    for layer in copy.layers:
+        if layer.weights:
+            layer.set_weights(model.get_layer(layer.name).get_weights())
+    if model.optimizer is not None:
+        optimizer = model.optimizer.__class__.from_config(model.optimizer.get_config())
+        compile_model(copy, optimizer)
+    return copy
 
 
 def serving_functions(model: keras.Model) -> dict[str, tf.types.experimental.GenericFunction]:

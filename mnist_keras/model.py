@@ -23,14 +23,23 @@ def build_model(config: TrainConfig, steps_per_epoch: int) -> keras.Model:
     """
     build = _functional if config.api == "functional" else _sequential
     model = build(_layers(config))
-    model.compile(
-        optimizer=make_optimizer(config, steps_per_epoch),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
+    compile_model(
+        model,
+        make_optimizer(config, steps_per_epoch),
         steps_per_execution=config.steps_per_execution,
         jit_compile=config.jit_compile,
     )
     return model
+
+
+def compile_model(model: keras.Model, optimizer: keras.optimizers.Optimizer, **options) -> None:
+    """Softmax outputs against integer labels: sparse categorical cross-entropy, and accuracy."""
+    model.compile(
+        optimizer=optimizer,
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        **options,
+    )
 
 
 def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:

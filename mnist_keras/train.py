@@ -225,9 +225,9 @@ def _fit(
     replicas = strategy.num_replicas_in_sync
     steps = epoch_steps(config, len(split.x_train), replicas)
     batch = config.batch_size * replicas  # the global batch: --batch-size on every replica
-    val = make_dataset(split.x_val, split.y_val, batch)
+    val = make_dataset(split.x_val, split.y_val, batch) if len(split.x_val) else None
     # Measured before seeding: loading a model draws from the random generators.
-    callbacks = make_callbacks(run_dir, _checkpoint_score(run_dir, val))
+    callbacks = make_callbacks(run_dir, _checkpoint_score(run_dir, val), validate=val is not None)
     keras.utils.set_random_seed(config.seed)
     with strategy.scope():  # the variables are mirrored on every replica
         model = build_model(config, steps)
@@ -247,11 +247,12 @@ def _fit(
     return timer, time.perf_counter() - start
 
 
-def _checkpoint_score(run_dir: RunDir, val: tf.data.Dataset) -> float | None:
-    """Validation accuracy of the best checkpoint on disk (None before the first): the score a
-    resumed run must beat to replace it. Measured, not read from history.csv, because a kill can
-    land after an epoch's history row and before its checkpoint is in place."""
-    if not run_dir.best_checkpoint.is_file():
+def _checkpoint_score(run_dir: RunDir, val: tf.data.Dataset | None) -> float | None:
+    """Validation accuracy of the best checkpoint on disk (None before the first, or without a
+    validation split): the score a resumed run must beat to replace it. Measured, not read from
+    history.csv, because a kill can land after an epoch's history row and before its checkpoint
+    is in place."""
+    if val is None or not run_dir.best_checkpoint.is_file():
         return None
     model = keras.saving.load_model(str(run_dir.best_checkpoint))
     return float(model.evaluate(val, verbose=0, return_dict=True)["accuracy"])
@@ -320,7 +321,12 @@ CONFIG_FLAGS: dict[str, tuple[Any, str, str]] = {
     "optimizer": (list(OPTIMIZERS), "", "optimizer"),
     "api": (list(APIS), "", "Keras API that builds the network"),
     "seed": (int, "N", "fixes the validation split, shuffling and initial weights"),
-    "validation_size": (int, "N", "examples held out of training for validation"),
+    "validation_size": (
+        int,
+        "N",
+        "examples held out of training to choose the best epoch; 0 trains on all and keeps "
+        "the last epoch",
+    ),
     "steps_per_epoch": (int, "N", "batches per epoch; the data repeats (default: one pass)"),
     "steps_per_execution": (int, "N", "batches per call into the compiled graph"),
     "distribute": (

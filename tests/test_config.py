@@ -30,7 +30,7 @@ def test_flags_override_the_preset_and_none_means_unset():
         ("dropout", -0.1, "--dropout"),
         ("optimizer", "adagrad", "--optimizer"),
         ("api", "subclass", "--api"),
-        ("validation_size", 0, "--validation-size"),
+        ("validation_size", -1, "--validation-size"),
         ("steps_per_epoch", 0, "--steps-per-epoch"),
         ("train_samples", -5, "--train-samples"),
     ],

@@ -23,7 +23,7 @@ from mnist_keras.model import build_model
 @pytest.fixture(scope="module")
 def model() -> keras.Model:
     keras.utils.set_random_seed(3)
-    return build_model(TrainConfig(hidden_units=32))
+    return build_model(TrainConfig(hidden_units=32), steps_per_epoch=10)
 
 
 @pytest.fixture(scope="module")
@@ -165,6 +165,41 @@ def test_keras_file_round_trip(model, tmp_path):
     images = _images()
     reloaded = keras.saving.load_model(str(path))
     np.testing.assert_allclose(np.asarray(reloaded(images)), np.asarray(model(images)), atol=1e-6)
+
+
+KERAS_ONLY_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    import keras
+    import numpy as np
+
+    model = keras.saving.load_model(sys.argv[1])
+    assert "mnist_keras" not in sys.modules
+    print(sorted({type(layer).__name__ for layer in model.layers}))
+    np.save(sys.argv[3], np.asarray(model(np.load(sys.argv[2]), training=False)))
+    """
+)
+
+
+def test_keras_file_loads_without_this_package(model, tmp_path):
+    """The saved `.keras` holds Keras's own Dropout, not HashDropout: plain Keras loads it."""
+    path = save_keras_model(model, tmp_path / "model.keras")
+    images = _images()
+    np.save(tmp_path / "images.npy", images)
+    script = tmp_path / "load.py"
+    script.write_text(KERAS_ONLY_SCRIPT)
+    args = [sys.executable, str(script), str(path), str(tmp_path / "images.npy")]
+    out = subprocess.run(
+        [*args, str(tmp_path / "out.npy")],
+        check=True,
+        timeout=120,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert "'Dropout'" in out.stdout and "HashDropout" not in out.stdout
+    expected = np.asarray(model(images, training=False))
+    np.testing.assert_allclose(np.load(tmp_path / "out.npy"), expected, atol=1e-6)
 
 
 def test_float_signature_takes_pixels_in_0_1(model, exported):

@@ -117,7 +117,7 @@ class WreckLastEpoch(keras.callbacks.Callback):
 
 def test_the_best_epoch_not_the_last_is_evaluated_and_exported(tmp_path, tiny):
     result = run(
-        _config(epochs=3, optimizer="sgd", learning_rate=0.05),
+        _config(epochs=3, optimizer="sgd", learning_rate=0.05, schedule="constant"),
         tmp_path,
         datasets=tiny,
         callbacks=[WreckLastEpoch()],
@@ -243,7 +243,8 @@ def test_resumed_run_sees_the_same_batches_as_an_uninterrupted_one(tmp_path, tin
 
 
 def _freeze(model) -> None:
-    """Nothing learned from here: every later epoch scores what this one starts with."""
+    """Nothing learned from here: every later epoch scores what this one starts with (a
+    constant learning rate is a variable to set; a schedule is not)."""
     model.optimizer.learning_rate.assign(0.0)
 
 
@@ -256,13 +257,21 @@ def _zero_weights(model) -> None:
 
 def test_resume_when_the_kill_came_before_the_first_checkpoint(tmp_path, tiny):
     with pytest.raises(TrainingInterrupted) as info:
-        run(_config(epochs=4), tmp_path, datasets=tiny, callbacks=[stop_at_epoch(2)])
+        run(
+            _config(epochs=4, schedule="constant"),
+            tmp_path,
+            datasets=tiny,
+            callbacks=[stop_at_epoch(2)],
+        )
     run_dir = info.value.run
     # A kill after the history rows were written and before the first checkpoint was renamed
     # into place; the epochs after the resume are worse than those before.
     run_dir.best_checkpoint.unlink()
     result = run(
-        _config(epochs=4), resume=run_dir.path, datasets=tiny, callbacks=[AtEpoch(2, _zero_weights)]
+        _config(epochs=4, schedule="constant"),
+        resume=run_dir.path,
+        datasets=tiny,
+        callbacks=[AtEpoch(2, _zero_weights)],
     )
     assert max(row["val_accuracy"] for row in result.history[2:]) < 0.5
     assert result.evaluation.accuracy < 0.5  # the checkpoint written after the resume
@@ -271,14 +280,22 @@ def test_resume_when_the_kill_came_before_the_first_checkpoint(tmp_path, tiny):
 
 def test_resume_measures_the_checkpoint_it_must_beat(tmp_path, tiny):
     with pytest.raises(TrainingInterrupted) as info:
-        run(_config(epochs=4), tmp_path, datasets=tiny, callbacks=[stop_at_epoch(2)])
+        run(
+            _config(epochs=4, schedule="constant"),
+            tmp_path,
+            datasets=tiny,
+            callbacks=[stop_at_epoch(2)],
+        )
     run_dir = info.value.run
     # A checkpoint worse than history.csv says, as after a kill between an epoch's history row
     # and its checkpoint: an untrained model. The epochs after the resume score exactly as the
     # last one before it, never above the history's best, yet well above this checkpoint.
-    build_model(_config()).save(str(run_dir.best_checkpoint))
+    build_model(_config(), steps_per_epoch=10).save(str(run_dir.best_checkpoint))
     result = run(
-        _config(epochs=4), resume=run_dir.path, datasets=tiny, callbacks=[AtEpoch(2, _freeze)]
+        _config(epochs=4, schedule="constant"),
+        resume=run_dir.path,
+        datasets=tiny,
+        callbacks=[AtEpoch(2, _freeze)],
     )
     assert max(r["val_accuracy"] for r in result.history[2:]) <= max(
         r["val_accuracy"] for r in result.history[:2]

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import keras
 import keras_tuner as kt
 import numpy as np
 import pytest
@@ -29,6 +30,10 @@ from mnist_keras.errors import TuneError
 from mnist_keras.train import build_parser as train_parser
 from mnist_keras.train import config_from_args as train_config_from_args
 from mnist_keras.tune import (
+    DROPOUT,
+    HIDDEN_UNITS,
+    INPUT_DROPOUT,
+    LEARNING_RATE,
     HyperMnist,
     distributed_environment,
     search,
@@ -38,23 +43,42 @@ from mnist_keras.tune import (
 )
 
 
-def test_search_space_bounds_log_sampling_and_build_model():
+def _space(tune_dropout: bool) -> dict:
     hp = kt.HyperParameters()
-    HyperMnist(TrainConfig(), tune_dropout=True).build(hp)  # registers the space
-    space = {item.name: item for item in hp.space}
-    assert set(space) == {"hidden_units", "learning_rate", "dropout"}
+    HyperMnist(TrainConfig(), tune_dropout, steps_per_epoch=10).build(hp)  # registers the space
+    return {item.name: item for item in hp.space}
+
+
+def test_search_space_bounds_log_sampling_and_build_model():
+    assert set(_space(tune_dropout=False)) == {"hidden_units", "learning_rate"}
+    space = _space(tune_dropout=True)
+    assert set(space) == {"hidden_units", "learning_rate", "dropout", "input_dropout"}
     units = [space["hidden_units"].random_sample(seed) for seed in range(400)]
     rates = [space["learning_rate"].random_sample(seed) for seed in range(400)]
-    assert min(units) >= 32 and max(units) <= 1024
-    assert min(rates) >= 1e-4 and max(rates) <= 1e-1
-    # Log sampling: about half the draws fall below the geometric middle (a linear draw: 14%).
-    assert 0.35 < np.mean(np.array(units) < np.sqrt(32 * 1024)) < 0.65
-    assert 0.35 < np.mean(np.array(rates) < np.sqrt(1e-4 * 1e-1)) < 0.65
-    hp.values.update(hidden_units=77, learning_rate=0.02, dropout=0.3)
-    model = HyperMnist(TrainConfig(), tune_dropout=True).build(hp)
+    assert min(units) >= HIDDEN_UNITS[0] and max(units) <= HIDDEN_UNITS[1]
+    assert min(rates) >= LEARNING_RATE[0] and max(rates) <= LEARNING_RATE[1]
+    # Log sampling: about half the draws fall below the geometric middle (a linear draw: 27%).
+    assert 0.35 < np.mean(np.array(units) < np.sqrt(np.prod(HIDDEN_UNITS))) < 0.65
+    assert 0.35 < np.mean(np.array(rates) < np.sqrt(np.prod(LEARNING_RATE))) < 0.65
+    for name, (low, high, step) in (("dropout", DROPOUT), ("input_dropout", INPUT_DROPOUT)):
+        draws = {round(space[name].random_sample(seed), 6) for seed in range(200)}
+        assert draws == {round(low + i * step, 6) for i in range(round((high - low) / step) + 1)}
+    hp = kt.HyperParameters()
+    hp.values.update(hidden_units=77, learning_rate=0.02, dropout=0.3, input_dropout=0.1)
+    model = HyperMnist(TrainConfig(), tune_dropout=True, steps_per_epoch=10).build(hp)
     assert model.get_layer("hidden").units == 77
     assert model.get_layer("dropout").rate == pytest.approx(0.3)
-    assert float(np.asarray(model.optimizer.learning_rate)) == pytest.approx(0.02)
+    assert model.get_layer("input_dropout").rate == pytest.approx(0.1)
+    schedule = keras.optimizers.schedules.deserialize(model.optimizer.get_config()["learning_rate"])
+    assert float(schedule(0)) == pytest.approx(0.02)
+
+
+def test_readme_states_the_search_space():
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert f"hidden width ({HIDDEN_UNITS[0]} to {HIDDEN_UNITS[1]}, log scale)" in readme
+    assert f"learning rate ({LEARNING_RATE[0]:g} to {LEARNING_RATE[1]:g}, log scale)" in readme
+    assert f"dropout ({DROPOUT[0]:g} to {DROPOUT[1]:g})" in readme
+    assert f"input dropout ({INPUT_DROPOUT[0]:g} to {INPUT_DROPOUT[1]:g})" in readme
 
 
 def _config(tmp_path: Path, **overrides) -> TuneConfig:
