@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import signal
 import socket
@@ -30,13 +31,16 @@ from mnist_keras.errors import TuneError
 from mnist_keras.train import build_parser as train_parser
 from mnist_keras.train import config_from_args as train_config_from_args
 from mnist_keras.tune import (
+    DEFAULT_SCORE,
     DROPOUT,
     HIDDEN_UNITS,
     INPUT_DROPOUT,
     LEARNING_RATE,
     HyperMnist,
+    best_hparams,
     distributed_environment,
     search,
+    search_verdict,
     train_best,
     trial_rows,
     wait_for_oracle,
@@ -116,8 +120,17 @@ def test_tiny_search_trains_the_best_and_resumes_without_rerunning(tmp_path, tin
     hparams, result = train_best(config, tiny, tmp_path / "runs", tuner)
     saved = json.loads((project / "best_hparams.json").read_text())
     assert saved == json.loads(json.dumps(hparams))
-    assert saved["hidden_units"] == rows[0].values["hidden_units"]
-    assert result.config.hidden_units == saved["hidden_units"]
+    default = json.loads((project / DEFAULT_SCORE).read_text())  # scored as a trial is
+    assert 0 < default["val_accuracy"] <= 1 and 1 <= default["epochs"] <= config.max_epochs
+    assert saved["default_val_accuracy"] == default["val_accuracy"]
+    winner = rows[0] if rows[0].score > default["val_accuracy"] else None
+    assert saved["trial_id"] == (winner.trial_id if winner else "default")
+    expected = winner.values["hidden_units"] if winner else config.base.hidden_units
+    assert saved["hidden_units"] == result.config.hidden_units == expected
+    # The final model: the whole training set, for the epochs the search found best.
+    assert result.config.validation_size == 0 and saved["validation_size"] == 0
+    assert len(result.history) == saved["epochs"] == result.config.epochs
+    assert math.isnan(result.history[-1].get("val_accuracy", math.nan))  # no validation split
     assert (result.export_path / "saved_model.pb").is_file()
 
     again = Observer()
@@ -136,6 +149,21 @@ def test_tiny_search_trains_the_best_and_resumes_without_rerunning(tmp_path, tin
     fresh = Observer()
     search(dataclasses.replace(config, overwrite=True, max_trials=1), tiny, observer=fresh)
     assert len(fresh.begun) == 1 and len(trial_rows(project)) == 1  # --overwrite starts over
+
+
+def test_best_hparams_take_the_default_unless_a_trial_beats_it(tmp_path, tiny):
+    config = _config(tmp_path, max_trials=2)
+    tuner = search(config, tiny)
+    (best,) = tuner.oracle.get_best_trials(1)
+    beaten = best_hparams(tuner, config, {"val_accuracy": best.score - 0.01, "epochs": 1})
+    assert beaten["trial_id"] == best.trial_id and beaten["epochs"] == best.best_step + 1
+    assert beaten["hidden_units"] == best.hyperparameters.values["hidden_units"]
+    assert beaten["default_val_accuracy"] == pytest.approx(best.score - 0.01)
+    kept = best_hparams(tuner, config, {"val_accuracy": best.score, "epochs": 2})  # a tie
+    assert kept["trial_id"] == "default" and kept["epochs"] == 2
+    base = config.base
+    assert (kept["hidden_units"], kept["learning_rate"]) == (base.hidden_units, base.learning_rate)
+    assert "default recipe" in search_verdict(kept) and "+" in search_verdict(beaten)
 
 
 def test_search_killed_while_a_trial_ends_does_not_run_it_again(tmp_path, tiny):
