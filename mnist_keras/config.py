@@ -158,13 +158,19 @@ ROLES = ("standalone", "chief", "worker")
 class TuneConfig:
     """A hyperparameter search; `base` holds the data and training values that are not searched."""
 
-    tuner: str = "hyperband"  # one of TUNERS
-    max_trials: int = 10  # random and bayesian: trials to run (hyperband sizes itself)
-    # The most epochs a trial trains, and the final model's epochs. 20: on full MNIST a Hyperband
-    # search with 10 chose a model at 97.9% test accuracy, with 20 one at 98.3% (30 trials each).
-    max_epochs: int = 20
+    # Random: every trial trains its whole cosine schedule. Hyperband scores most trials after a
+    # fraction of the epochs their schedule spans, still at a high learning rate, which ranks
+    # configurations by how they start, not how they end.
+    tuner: str = "random"  # one of TUNERS
+    max_trials: int = 8  # random and bayesian: trials to run (hyperband sizes itself)
+    # The most epochs a trial trains; the final model retrains for its trial's best epoch count.
+    # 40: the default recipe on all 60,000 images reaches 98.78% in 40 epochs, 98.6% in 20.
+    max_epochs: int = 40
     executions_per_trial: int = 1  # models trained per trial, their scores averaged
-    patience: int = 2  # early stopping: epochs without a better val_accuracy before a trial ends
+    # Early stopping: epochs without a better val_accuracy before a trial ends; 0 never stops.
+    # Off: under the cosine schedule the default recipe peaks at epoch 17-18 of 20, and a
+    # patience of 2 stopped it at epoch 13-15 (seeds 1, 2, 3, 42).
+    patience: int = 0
     tune_dropout: bool = False  # also search the dropout rate
     directory: str = "artifacts/tuning"  # keras-tuner's folder: oracle state, trials, logs
     project_name: str = "mnist"  # a search's subfolder; rerun the same to resume it
@@ -176,8 +182,9 @@ class TuneConfig:
     base: TrainConfig = dataclasses.field(default_factory=TrainConfig)
 
     def validate(self) -> TuneConfig:
-        for name in ("max_trials", "max_epochs", "executions_per_trial", "patience"):
+        for name in ("max_trials", "max_epochs", "executions_per_trial"):
             _check(getattr(self, name) > 0, name, "must be a positive integer")
+        _check(self.patience >= 0, "patience", "must be 0 (off) or a positive integer")
         _check(self.connect_timeout > 0, "connect_timeout", "must be a positive number")
         _check(self.tuner in TUNERS, "tuner", f"must be one of {', '.join(TUNERS)}")
         _check(self.role in ROLES, "role", f"must be one of {', '.join(ROLES)}")

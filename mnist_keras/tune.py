@@ -39,8 +39,8 @@ TRIAL_LOG = "mnist_keras_runs.jsonl"  # in each trial folder: one line per time 
 
 # The search space (log scale for width and rate): around the default recipe, wide enough to
 # find a better one. Dropout rates join with --tune-dropout.
-HIDDEN_UNITS = (256, 4096)
-LEARNING_RATE = (3e-4, 1e-2)
+HIDDEN_UNITS = (512, 2048)
+LEARNING_RATE = (5e-4, 5e-3)
 DROPOUT = (0.2, 0.6, 0.1)  # low, high, step
 INPUT_DROPOUT = (0.0, 0.3, 0.1)
 
@@ -188,13 +188,15 @@ class SearchData:
 
     def fit_args(self, config: TuneConfig, callbacks: Sequence = ()) -> dict[str, Any]:
         """`fit` arguments for one trial; the test set is not touched."""
-        stop = keras.callbacks.EarlyStopping(OBJECTIVE, patience=config.patience, mode="max")
+        if config.patience:
+            stop = keras.callbacks.EarlyStopping(OBJECTIVE, patience=config.patience, mode="max")
+            callbacks = [stop, *callbacks]
         return {
             "x": self.train,
             "validation_data": self.val,
             "epochs": config.max_epochs,
             "steps_per_epoch": self.steps,
-            "callbacks": [stop, *callbacks],
+            "callbacks": list(callbacks),
             "shuffle": False,  # the dataset shuffles, seeded
             "verbose": 0,
         }
@@ -404,7 +406,8 @@ def build_parser() -> console.Parser:
         type=int,
         metavar="N",
         default=d.patience,
-        help=f"early stopping inside a trial ({d.patience} epochs)",
+        help="early stopping inside a trial: epochs without a better val_accuracy "
+        f"({d.patience}: off)",
     )
     p.add_argument("--tune-dropout", action="store_true", help="search the dropout rate too")
     p.add_argument(
@@ -453,6 +456,8 @@ SHARED_FLAGS = (
     "seed",
     "batch_size",
     "dropout",
+    "input_dropout",
+    "schedule",
     "validation_size",
     "train_samples",
     "test_samples",

@@ -40,6 +40,7 @@ from mnist_keras.tune import (
     best_hparams,
     distributed_environment,
     search,
+    search_data,
     search_verdict,
     train_best,
     trial_rows,
@@ -149,6 +150,15 @@ def test_tiny_search_trains_the_best_and_resumes_without_rerunning(tmp_path, tin
     fresh = Observer()
     search(dataclasses.replace(config, overwrite=True, max_trials=1), tiny, observer=fresh)
     assert len(fresh.begun) == 1 and len(trial_rows(project)) == 1  # --overwrite starts over
+
+
+def test_early_stopping_only_when_asked(tmp_path, tiny):
+    for patience, expected in ((0, 0), (3, 1)):
+        config = _config(tmp_path, patience=patience)
+        args = search_data(config, tiny).fit_args(config)
+        stops = [c for c in args["callbacks"] if isinstance(c, keras.callbacks.EarlyStopping)]
+        assert len(stops) == expected and all(stop.patience == patience for stop in stops)
+        assert args["epochs"] == config.max_epochs
 
 
 def test_best_hparams_take_the_default_unless_a_trial_beats_it(tmp_path, tiny):
@@ -329,6 +339,9 @@ def test_chief_and_two_workers_share_the_trials(tmp_path):
     [
         (["--max-trials", "0"], "--max-trials must be a positive integer"),
         (["--max-epochs", "-1"], "--max-epochs must be a positive integer"),
+        (["--patience", "-1"], "--patience must be 0 (off) or a positive integer"),
+        (["--input-dropout", "1"], "--input-dropout must be in [0, 1)"),
+        (["--validation-size", "0"], "--validation-size must be positive: trials are scored on it"),
         (["--tuner", "grid"], "--tuner: invalid choice"),
         (["--role", "worker"], "--oracle goes with --role chief|worker"),
         (["--role", "chief", "--oracle", "nohost"], "--oracle must be HOST:PORT"),
