@@ -44,7 +44,7 @@ demo: $(VENV)/.installed
 
 # The demo's browser test drives Debian's Chromium (browsers cannot be downloaded here): installed
 # with apt as root, through sudo otherwise, or a one-line instruction when neither can.
-CHROMIUM ?= /usr/bin/chromium
+export CHROMIUM ?= /usr/bin/chromium
 browser:
 	@test -x $(CHROMIUM) || { \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; \

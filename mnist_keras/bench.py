@@ -453,6 +453,12 @@ def run_bench(config: BenchConfig, data: Mnist | None = None, progress=None) -> 
     """Every measurement, as one JSON-ready dict; `progress(text)` is told what runs next."""
     config.validate()
     data = (data or load_mnist(config.data)).head(config.train_samples)
+    held_out = TrainConfig().validation_size
+    if config.recipe_seeds and len(data.x_train) <= held_out:
+        raise ConfigError(
+            f"--recipe-seeds: the recipes hold out {held_out} training images for validation, "
+            f"and only {len(data.x_train)} are given (--recipe-seeds 0 skips the recipes)"
+        )
     say = progress or (lambda text: None)
     training, ceilings = [], {}
     for hidden, batch in SHAPES:

@@ -171,7 +171,7 @@ class TuneConfig:
     # Off: under the cosine schedule the default recipe peaks at epoch 17-18 of 20, and a
     # patience of 2 stopped it at epoch 13-15 (seeds 1, 2, 3, 42).
     patience: int = 0
-    tune_dropout: bool = False  # also search the dropout rate
+    tune_dropout: bool = False  # also search the dropout rates (input and hidden)
     directory: str = "artifacts/tuning"  # keras-tuner's folder: oracle state, trials, logs
     project_name: str = "mnist"  # a search's subfolder; rerun the same to resume it
     overwrite: bool = False  # start over instead of resuming

@@ -12,6 +12,7 @@ import os
 import keras
 import tensorflow as tf
 
+from mnist_keras.compat import KERAS_3
 from mnist_keras.errors import ConfigError
 
 KERAS_MULTI_WORKER_ISSUE = "https://github.com/keras-team/keras/issues/20585"
@@ -33,7 +34,7 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
 
 def check_multi_worker() -> None:
     """Refuse multi-worker training where Keras cannot do it, and without a cluster."""
-    if int(keras.__version__.split(".")[0]) >= 3:
+    if KERAS_3:
         # The one place that knows: fit under MultiWorkerMirroredStrategy failed on every Keras 3
         # release tried: 3.3.3 (TF 2.16.2, "Invalid reduction dimension 0"), 3.10.0 (TF 2.19.1)
         # and 3.15.1 (TF 2.21.0, the newest), both "Attempt to convert a value (PerReplica...)".

@@ -32,9 +32,17 @@ def lowbias32(x: tf.Tensor) -> tf.Tensor:
     return tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, tf.constant(16, tf.uint32)))
 
 
-def keep_mask(shape: tf.Tensor, seed: int, step: tf.Tensor, rate: float) -> tf.Tensor:
-    """True where an element is kept: each with probability 1 - rate, independently."""
-    key = lowbias32(tf.cast(step, tf.uint32) + tf.constant(seed * _GOLDEN % 2**32, tf.uint32))
+def keep_mask(
+    shape: tf.Tensor, seed: int, step: tf.Tensor, rate: float, replica: tf.Tensor | int = 0
+) -> tf.Tensor:
+    """True where an element is kept: each with probability 1 - rate, independently.
+
+    Args:
+        replica: which model copy draws the mask (tf.distribute): each replica's part of the
+            batch gets its own mask.
+    """
+    stream = lowbias32(tf.cast(replica, tf.uint32) + tf.constant(seed * _GOLDEN % 2**32, tf.uint32))
+    key = lowbias32(tf.bitwise.bitwise_xor(tf.cast(step, tf.uint32), stream))
     position = tf.cast(tf.range(tf.reduce_prod(shape)), tf.uint32)
     bits = lowbias32(tf.bitwise.bitwise_xor(lowbias32(position), key))
     threshold = tf.constant(min(int(rate * 2**32), 2**32 - 1), tf.uint32)
@@ -54,7 +62,7 @@ class HashDropout(keras.layers.Layer):
         self.step = self.add_weight(
             name="step",
             shape=(),
-            dtype="int32",
+            dtype="int64",
             initializer="zeros",
             trainable=False,
             aggregation=FIRST_REPLICA,
@@ -65,7 +73,9 @@ class HashDropout(keras.layers.Layer):
         if not training or self.rate == 0:
             return inputs
         self.step.assign_add(1)
-        keep = keep_mask(tf.shape(inputs), self.seed, self.step, self.rate)
+        replica = tf.distribute.get_replica_context()
+        replica_id = replica.replica_id_in_sync_group if replica is not None else 0
+        keep = keep_mask(tf.shape(inputs), self.seed, self.step, self.rate, replica_id)
         return tf.where(keep, inputs / (1.0 - self.rate), tf.zeros_like(inputs))
 
     def compute_output_shape(self, input_shape: Any) -> Any:

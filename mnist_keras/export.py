@@ -1,7 +1,8 @@
 """Export a trained model: a versioned SavedModel for TensorFlow Serving, and the `.keras` file.
 
 `python -m mnist_keras.export MODEL.keras --out DIR` exports any trained `.keras` model.
-This is the one place in the package that branches on the Keras version (`_write_saved_model`).
+The SavedModel is written differently on Keras 2 and 3 (`_write_saved_model`, on
+`compat.KERAS_3`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import keras
 import tensorflow as tf
 
 from mnist_keras import console
+from mnist_keras.compat import KERAS_3
 from mnist_keras.data import IMAGE_SHAPE
 from mnist_keras.dropout import HashDropout
 from mnist_keras.errors import ConfigError, ExportError, MnistKerasError, first_line
@@ -76,7 +78,7 @@ def save_keras_model(model: keras.Model, path: Path) -> Path:
 
 def with_keras_dropout(model: keras.Model) -> keras.Model:
     """`model` with `keras.layers.Dropout` in place of each HashDropout (the same network outside
-    training) and the same compiled loss, metrics and optimizer configuration; other code then
+    training), compiled with the same loss, metrics and optimizer, for saving: other code then
     needs only Keras to load it."""
     if not any(isinstance(layer, HashDropout) for layer in model.layers):
         return model
@@ -91,8 +93,7 @@ def with_keras_dropout(model: keras.Model) -> keras.Model:
         if layer.weights:
             layer.set_weights(model.get_layer(layer.name).get_weights())
     if model.optimizer is not None:
-        optimizer = model.optimizer.__class__.from_config(model.optimizer.get_config())
-        compile_model(copy, optimizer)
+        compile_model(copy, model.optimizer)  # its state too: the file resumes training as is
     return copy
 
 
@@ -136,7 +137,7 @@ def _layers_after_rescale(model: keras.Model) -> list[keras.layers.Layer]:
 def _write_saved_model(model: keras.Model, signatures: dict, path: Path) -> None:
     """Keras 3: ExportArchive, the only route every loader (TF Serving too) reads correctly.
     Keras 2: no ExportArchive; tf.saved_model.save of a tf.Module holding the model."""
-    if int(keras.__version__.split(".")[0]) >= 3:
+    if KERAS_3:
         archive = keras.export.ExportArchive()
         archive.track(model)
         for name, function in signatures.items():

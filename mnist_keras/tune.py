@@ -30,7 +30,15 @@ from mnist_keras.data import Mnist, load_mnist, make_dataset, split_validation
 from mnist_keras.errors import MnistKerasError, TuneError
 from mnist_keras.model import build_model
 from mnist_keras.runs import DEFAULT_RUNS_DIR, write_json
-from mnist_keras.train import add_config_flags, epoch_steps, print_result, run, whole_epochs
+from mnist_keras.train import (
+    TrainResult,
+    WorkerResult,
+    add_config_flags,
+    epoch_steps,
+    print_result,
+    run,
+    whole_epochs,
+)
 
 OBJECTIVE = "val_accuracy"
 DEFAULT_SCORE = "default_score.json"  # in the project folder: the unsearched recipe's score
@@ -233,16 +241,19 @@ def project_dir(config: TuneConfig) -> Path:
 
 def default_score(config: TuneConfig, data: Mnist, callbacks: Sequence = ()) -> dict[str, Any]:
     """The unsearched configuration trained and scored exactly as a trial is: what the search
-    must beat. Kept in the project folder, so a resumed search does not train it again."""
+    must beat. Kept in the project folder, so a resumed search does not train it again (unless
+    the values it was trained with changed)."""
     path = project_dir(config) / DEFAULT_SCORE
-    if path.is_file():
-        return json.loads(path.read_text())
     trials = search_data(config, data)
+    measured = {"config": trials.base.to_dict(), "patience": config.patience}
+    if path.is_file():
+        kept = json.loads(path.read_text())
+        if {k: kept.get(k) for k in measured} == json.loads(json.dumps(measured)):
+            return kept
     keras.utils.set_random_seed(trials.base.seed)
     model = build_model(trials.base, trials.steps)
     scores = model.fit(**trials.fit_args(config, callbacks)).history[OBJECTIVE]
-    best = max(range(len(scores)), key=scores.__getitem__)
-    score = {"val_accuracy": scores[best], "epochs": best + 1}
+    score = {"val_accuracy": max(scores), "epochs": len(scores), **measured}
     write_json(path, score)
     return score
 
@@ -291,29 +302,39 @@ def _trial_row(folder: Path) -> TrialRow | None:
 
 def best_hparams(tuner: kt.Tuner, config: TuneConfig, default: dict[str, Any]) -> dict[str, Any]:
     """What the final model trains, in TrainConfig's names (for `train --hparams`): the best
-    trial, or the unsearched values when no trial beat their `default_score`; either way for
-    the epochs at which its validation accuracy peaked."""
-    best = tuner.oracle.get_best_trials(1)
+    trial, or the unsearched values when no trial beat their `default_score`."""
+    winner = _winning_trial(tuner, default["val_accuracy"])
     searched = [hp.name for hp in tuner.oracle.hyperparameters.space if "/" not in hp.name]
-    if best and best[0].score is not None and best[0].score > default["val_accuracy"]:
-        trial = best[0]
-        values = {name: trial.hyperparameters.values[name] for name in searched}
-        chosen = {"epochs": trial.best_step + 1, "val_accuracy": trial.score}
-        origin = trial.trial_id
-    else:
+    if winner is None:
         values = {name: getattr(config.base, name) for name in searched}
-        chosen, origin = default, "default"
+        found = {"epochs": default["epochs"], "val_accuracy": default["val_accuracy"]}
+    else:
+        values = {name: winner.hyperparameters.values[name] for name in searched}
+        found = {"epochs": trained_epochs(tuner, winner, config), "val_accuracy": winner.score}
     return {
         **values,
-        "epochs": chosen["epochs"],
-        # The final model trains on the whole training set and keeps its last epoch: 0.1 point
-        # better on the test set than keeping the validation split (README, "Hyperparameter
-        # search"); `train --hparams` reproduces it.
-        "validation_size": 0,
-        "val_accuracy": chosen["val_accuracy"],
-        "trial_id": origin,
+        **found,
+        "validation_size": 0,  # the final model: every training image, the last epoch kept
+        "trial_id": winner.trial_id if winner else "default",
         "default_val_accuracy": default["val_accuracy"],
     }
+
+
+def _winning_trial(tuner: kt.Tuner, to_beat: float) -> kt.engine.trial.Trial | None:
+    best = tuner.oracle.get_best_trials(1)
+    if best and best[0].score is not None and best[0].score > to_beat:
+        return best[0]
+    return None
+
+
+def trained_epochs(tuner: kt.Tuner, trial: kt.engine.trial.Trial, config: TuneConfig) -> int:
+    """How many epochs of its schedule the trial ran: Hyperband continues a promoted trial from
+    `tuner/initial_epoch`, and early stopping may end a fit before `--max-epochs`."""
+    values = trial.hyperparameters.values
+    row = _trial_row(Path(tuner.get_trial_dir(trial.trial_id)))
+    if row is None or not row.epochs:  # no log of ours (written elsewhere): its budget
+        return values.get("tuner/epochs", config.max_epochs)
+    return values.get("tuner/initial_epoch", 0) + row.epochs
 
 
 def search_verdict(hparams: dict[str, Any]) -> str:
@@ -333,8 +354,13 @@ def final_config(config: TuneConfig, hparams: dict[str, Any]) -> TrainConfig:
 
 
 def train_best(
-    config: TuneConfig, data: Mnist, runs_dir: Path, tuner: kt.Tuner, callbacks=(), default=None
-):
+    config: TuneConfig,
+    data: Mnist,
+    runs_dir: Path,
+    tuner: kt.Tuner,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    default: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], TrainResult | WorkerResult]:
     """Write best_hparams.json, then train, evaluate and export that configuration.
 
     Args:
@@ -409,7 +435,7 @@ def build_parser() -> console.Parser:
         help="early stopping inside a trial: epochs without a better val_accuracy "
         f"({d.patience}: off)",
     )
-    p.add_argument("--tune-dropout", action="store_true", help="search the dropout rate too")
+    p.add_argument("--tune-dropout", action="store_true", help="search the two dropout rates too")
     p.add_argument(
         "--directory",
         default=d.directory,
@@ -505,7 +531,7 @@ def _run_cli(config: TuneConfig, runs_dir: Path) -> int:
     if config.role == "worker":
         wait_for_oracle(config.oracle, config.connect_timeout)
     data = load_mnist(config.base.data).head(config.base.train_samples, config.base.test_samples)
-    project = Path(config.directory) / config.project_name
+    project = project_dir(config)
     display = console.TuneProgress(config.max_epochs, lambda: trial_rows(project))
     with display:
         tuner = search(config, data, callbacks=[display], observer=display)

@@ -15,7 +15,8 @@ pytestmark = pytest.mark.slow
 
 
 def test_bench_writes_every_field(tmp_path):
-    data = write_idx_folder(tmp_path / "data", synthetic_mnist(n_train=1500, n_test=300))
+    # 5,600 images: the recipes hold out 5,000 for validation, as `train` does.
+    data = write_idx_folder(tmp_path / "data", synthetic_mnist(n_train=5600, n_test=300))
     result = subprocess.run(
         [
             sys.executable,
@@ -29,6 +30,8 @@ def test_bench_writes_every_field(tmp_path):
             "1",
             "--latency-calls",
             "100",
+            "--recipe-seeds",
+            "1",
             "--out-dir",
             "bench",
         ],
@@ -61,16 +64,29 @@ def test_bench_writes_every_field(tmp_path):
     assert saved["batch1_median_ms"] <= saved["batch1_p99_ms"]
     assert saved["batch10000_images_per_second"] > 0
     assert "torch_eager" in report["inference"] and report["peak_memory_mb"] > 0
+    assert [(r["preset"], r["seed"]) for r in report["recipes"]] == [("default", 1), ("v0.1", 1)]
+    for row in report["recipes"]:
+        assert 0 < row["test_accuracy"] <= 1 and row["fit_seconds"] > 0 and row["epochs"] == 20
+    assert "Recipes, trained as `train` does" in result.stdout
 
 
-def test_bench_bad_flag(tmp_path):
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--epochs", "1"], "--epochs must be at least 2"),
+        (["--recipe-seeds", "-1"], "--recipe-seeds must be 0 or more"),
+        (["--recipe-seeds", "1"], "the recipes hold out 5000 training images"),
+    ],
+)
+def test_bench_bad_flag(tmp_path, args, message):
+    data = write_idx_folder(tmp_path / "data", synthetic_mnist(n_train=300, n_test=50))
     result = subprocess.run(
-        [sys.executable, "-m", "mnist_keras.bench", "--epochs", "1"],
+        [sys.executable, "-m", "mnist_keras.bench", "--data", str(data), *args],
         cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "--epochs must be at least 2" in result.stderr
+    assert message in result.stderr
     assert not (tmp_path / "artifacts").exists()

@@ -24,7 +24,7 @@ from mnist_keras.demo import MAX_BODY, Backend, create_app
 from mnist_keras.predict import Classifier, to_mnist
 
 ROOT = Path(__file__).parents[1]
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")  # the Makefile exports it
 
 
 @pytest.fixture(scope="module")

@@ -16,12 +16,12 @@ import keras
 import pytest
 from conftest import assert_clean_failure, run_cli, synthetic_mnist, write_idx_folder
 
+from mnist_keras.compat import KERAS_3
 from mnist_keras.config import TrainConfig
 from mnist_keras.distribute import KERAS_MULTI_WORKER_ISSUE, is_chief
 from mnist_keras.errors import ConfigError
 from mnist_keras.train import run
 
-KERAS_3 = int(keras.__version__.split(".")[0]) >= 3
 LAUNCHER = Path(__file__).parents[1] / "scripts" / "launch_workers.py"
 
 

@@ -32,6 +32,14 @@ def test_masks_are_independent_across_steps_and_seeds_and_repeat_exactly():
         assert np.mean(first == other) == pytest.approx(0.5, abs=0.01)
 
 
+def test_replicas_draw_their_own_masks():
+    mine, other = (_mask(seed=3, step=1, rate=0.5) for _ in range(2))
+    np.testing.assert_array_equal(mine, other)
+    shape = tf.constant((256, 512))
+    second = keep_mask(shape, 3, tf.constant(1), 0.5, replica=tf.constant(1)).numpy()
+    assert np.mean(mine == second) == pytest.approx(0.5, abs=0.01)
+
+
 def test_lowbias32_is_a_bijection_on_a_sample():
     x = tf.constant(np.arange(1 << 16, dtype=np.uint32))
     assert len(np.unique(lowbias32(x).numpy())) == 1 << 16

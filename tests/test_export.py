@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import keras
@@ -200,6 +201,17 @@ def test_keras_file_loads_without_this_package(model, tmp_path):
     assert "'Dropout'" in out.stdout and "HashDropout" not in out.stdout
     expected = np.asarray(model(images, training=False))
     np.testing.assert_allclose(np.load(tmp_path / "out.npy"), expected, atol=1e-6)
+
+
+def test_keras_file_keeps_the_optimizer_state(tmp_path, tiny):
+    trained = build_model(TrainConfig(hidden_units=16), steps_per_epoch=5)
+    trained.fit(tiny.x_train[:80], tiny.y_train[:80], batch_size=16, epochs=1, verbose=0)
+    path = save_keras_model(trained, tmp_path / "model.keras")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # such as "Skipping variable loading for optimizer"
+        loaded = keras.saving.load_model(str(path))
+    assert int(loaded.optimizer.iterations.numpy()) == int(trained.optimizer.iterations.numpy())
+    assert int(loaded.optimizer.iterations.numpy()) == 5
 
 
 def test_float_signature_takes_pixels_in_0_1(model, exported):

@@ -38,11 +38,14 @@ from mnist_keras.tune import (
     LEARNING_RATE,
     HyperMnist,
     best_hparams,
+    default_score,
     distributed_environment,
+    project_dir,
     search,
     search_data,
     search_verdict,
     train_best,
+    trained_epochs,
     trial_rows,
     wait_for_oracle,
 )
@@ -166,7 +169,7 @@ def test_best_hparams_take_the_default_unless_a_trial_beats_it(tmp_path, tiny):
     tuner = search(config, tiny)
     (best,) = tuner.oracle.get_best_trials(1)
     beaten = best_hparams(tuner, config, {"val_accuracy": best.score - 0.01, "epochs": 1})
-    assert beaten["trial_id"] == best.trial_id and beaten["epochs"] == best.best_step + 1
+    assert beaten["trial_id"] == best.trial_id and beaten["epochs"] == config.max_epochs
     assert beaten["hidden_units"] == best.hyperparameters.values["hidden_units"]
     assert beaten["default_val_accuracy"] == pytest.approx(best.score - 0.01)
     kept = best_hparams(tuner, config, {"val_accuracy": best.score, "epochs": 2})  # a tie
@@ -174,6 +177,28 @@ def test_best_hparams_take_the_default_unless_a_trial_beats_it(tmp_path, tiny):
     base = config.base
     assert (kept["hidden_units"], kept["learning_rate"]) == (base.hidden_units, base.learning_rate)
     assert "default recipe" in search_verdict(kept) and "+" in search_verdict(beaten)
+
+
+def test_trained_epochs_count_from_where_hyperband_resumed_a_trial(tmp_path, tiny):
+    config = _config(tmp_path, tuner="hyperband", max_epochs=3)
+    tuner = search(config, tiny)
+    trials = [t for t in tuner.oracle.trials.values() if t.status == "COMPLETED"]
+    resumed = [t for t in trials if t.hyperparameters.values["tuner/initial_epoch"] > 0]
+    assert resumed  # Hyperband promoted at least one trial and went on from its epoch
+    for trial in trials:  # without early stopping, each ran to its round's budget
+        assert trained_epochs(tuner, trial, config) == trial.hyperparameters.values["tuner/epochs"]
+
+
+def test_default_score_is_kept_until_the_values_it_was_trained_with_change(tmp_path, tiny):
+    config = _config(tmp_path, max_epochs=1)
+    first = default_score(config, tiny)
+    kept = project_dir(config) / DEFAULT_SCORE
+    record = json.loads(kept.read_text())
+    kept.write_text(json.dumps({**record, "val_accuracy": 0.123}))  # a marker: not retrained
+    assert default_score(config, tiny)["val_accuracy"] == 0.123
+    changed = default_score(dataclasses.replace(config, max_epochs=2), tiny)
+    assert changed["epochs"] == 2 and changed["val_accuracy"] != 0.123
+    assert first["epochs"] == 1 and first["config"]["epochs"] == 1
 
 
 def test_search_killed_while_a_trial_ends_does_not_run_it_again(tmp_path, tiny):
