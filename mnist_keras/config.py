@@ -21,9 +21,9 @@ STRATEGIES = ("none", "mirrored", "multi-worker")  # tf.distribute: see distribu
 class TrainConfig:
     """Everything that decides a training run; written to the run's `config.json`."""
 
-    epochs: int = 20  # passes over the training split (or over steps_per_epoch batches)
+    epochs: int = 30  # passes over the training split (or over steps_per_epoch batches)
     batch_size: int = 256  # examples per gradient step
-    hidden_units: int = 1024  # width of the single hidden ReLU layer
+    hidden_units: int = 768  # width of the single hidden ReLU layer
     learning_rate: float = 2e-3  # optimizer step size (the start of the schedule)
     dropout: float = 0.5  # dropout rate after the hidden layer; 0 disables it
     input_dropout: float = 0.2  # dropout rate on the input pixels; 0 disables it
@@ -101,6 +101,7 @@ class TrainConfig:
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
     "v0.1": {
+        "epochs": 20,
         "hidden_units": 512,
         "batch_size": 128,
         "learning_rate": 1e-3,

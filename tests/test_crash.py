@@ -37,8 +37,6 @@ TRAIN_ARGS = (
     "1000",
     "--test-samples",
     "5000",
-    "--dropout",  # dropout's random stream restarts on resume; the data stream continues
-    "0",
     "--runs-dir",
     "runs",
 )
