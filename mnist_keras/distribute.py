@@ -51,6 +51,14 @@ def check_multi_worker() -> None:
         )
 
 
+def xla_allowed(strategy: tf.distribute.Strategy) -> bool:
+    """Whether the training step may be XLA-compiled under `strategy`: TensorFlow cannot compile
+    the collectives between CPU workers ("Collectives are not yet implemented for CPU devices when
+    compiling with XLA"), so a multi-worker run on CPUs trains without XLA."""
+    multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    return not multi_worker or bool(tf.config.list_physical_devices("GPU"))
+
+
 def is_chief() -> bool:
     """Whether this process writes the run: the chief task, else worker 0 (TF's convention)."""
     try:

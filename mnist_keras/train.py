@@ -41,7 +41,7 @@ from mnist_keras.data import (
     make_dataset,
     split_validation,
 )
-from mnist_keras.distribute import is_chief, make_strategy
+from mnist_keras.distribute import is_chief, make_strategy, xla_allowed
 from mnist_keras.errors import ConfigError, MnistKerasError, RunError, first_line
 from mnist_keras.evaluate import Evaluation, evaluate, log_confusion_image
 from mnist_keras.export import MODEL_NAME, export_saved_model, save_keras_model
@@ -125,6 +125,7 @@ def run(
     split = split_validation(data.x_train, data.y_train, config.validation_size, config.seed)
     replicas = strategy.num_replicas_in_sync
     config = whole_epochs(config, len(split.x_train), replicas)
+    config = dataclasses.replace(config, jit_compile=config.jit_compile and xla_allowed(strategy))
     if config.distribute == "multi-worker" and not is_chief():
         return _train_worker(config, split, resume, callbacks, strategy)
     run_dir = open_run_dir(resume) if resume else _start_run(runs_dir, config, data.source)
