@@ -48,7 +48,7 @@ def _ctrl_c(model) -> None:
 
 def _poison(model) -> None:
     """Every weight NaN: the loss turns NaN at once."""
-    for weight in model.weights:
+    for weight in model.trainable_weights:
         weight.assign(tf.fill(weight.shape, float("nan")))
 
 
@@ -256,48 +256,33 @@ def _zero_weights(model) -> None:
     _freeze(model)
 
 
-def test_resume_when_the_kill_came_before_the_first_checkpoint(tmp_path, tiny):
+FROZEN = _config(epochs=4, schedule="constant")  # a constant learning rate _freeze can set
+
+
+def _cut_after_two_epochs(tmp_path, tiny) -> RunDir:
     with pytest.raises(TrainingInterrupted) as info:
-        run(
-            _config(epochs=4, schedule="constant"),
-            tmp_path,
-            datasets=tiny,
-            callbacks=[stop_at_epoch(2)],
-        )
-    run_dir = info.value.run
+        run(FROZEN, tmp_path, datasets=tiny, callbacks=[stop_at_epoch(2)])
+    return info.value.run
+
+
+def test_resume_when_the_kill_came_before_the_first_checkpoint(tmp_path, tiny):
+    run_dir = _cut_after_two_epochs(tmp_path, tiny)
     # A kill after the history rows were written and before the first checkpoint was renamed
     # into place; the epochs after the resume are worse than those before.
     run_dir.best_checkpoint.unlink()
-    result = run(
-        _config(epochs=4, schedule="constant"),
-        resume=run_dir.path,
-        datasets=tiny,
-        callbacks=[AtEpoch(2, _zero_weights)],
-    )
+    result = run(FROZEN, resume=run_dir.path, datasets=tiny, callbacks=[AtEpoch(2, _zero_weights)])
     assert max(row["val_accuracy"] for row in result.history[2:]) < 0.5
     assert result.evaluation.accuracy < 0.5  # the checkpoint written after the resume
     assert (result.export_path / "saved_model.pb").is_file()
 
 
 def test_resume_measures_the_checkpoint_it_must_beat(tmp_path, tiny):
-    with pytest.raises(TrainingInterrupted) as info:
-        run(
-            _config(epochs=4, schedule="constant"),
-            tmp_path,
-            datasets=tiny,
-            callbacks=[stop_at_epoch(2)],
-        )
-    run_dir = info.value.run
+    run_dir = _cut_after_two_epochs(tmp_path, tiny)
     # A checkpoint worse than history.csv says, as after a kill between an epoch's history row
     # and its checkpoint: an untrained model. The epochs after the resume score exactly as the
     # last one before it, never above the history's best, yet well above this checkpoint.
     build_model(_config(), steps_per_epoch=10).save(str(run_dir.best_checkpoint))
-    result = run(
-        _config(epochs=4, schedule="constant"),
-        resume=run_dir.path,
-        datasets=tiny,
-        callbacks=[AtEpoch(2, _freeze)],
-    )
+    result = run(FROZEN, resume=run_dir.path, datasets=tiny, callbacks=[AtEpoch(2, _freeze)])
     assert max(r["val_accuracy"] for r in result.history[2:]) <= max(
         r["val_accuracy"] for r in result.history[:2]
     )

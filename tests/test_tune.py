@@ -82,7 +82,7 @@ def test_search_space_bounds_log_sampling_and_build_model():
 
 
 def test_readme_states_the_search_space():
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    readme = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
     assert f"hidden width ({HIDDEN_UNITS[0]} to {HIDDEN_UNITS[1]}, log scale)" in readme
     assert f"learning rate ({LEARNING_RATE[0]:g} to {LEARNING_RATE[1]:g}, log scale)" in readme
     assert f"dropout ({DROPOUT[0]:g} to {DROPOUT[1]:g})" in readme
