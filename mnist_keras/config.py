@@ -37,7 +37,7 @@ class TrainConfig:
     validation_size: int = 5000
     steps_per_epoch: int | None = None  # None: one full pass; a number repeats the data
     steps_per_execution: int = 32  # batches run per call into the graph: less Python overhead
-    # XLA-compile the train step: 1.3-2x the examples/s on a CPU (dropout.py says why dropout
+    # XLA-compile the train step: 1.3-2.5x the examples/s on a CPU (dropout.py says why dropout
     # needs its own layer for that), reproducible on Keras 2 and 3.
     jit_compile: bool = True
     train_samples: int | None = None  # use only the first N training images (quick runs)

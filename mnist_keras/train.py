@@ -339,7 +339,7 @@ CONFIG_FLAGS: dict[str, tuple[Any, str, str]] = {
     "jit_compile": (
         bool,
         "",
-        "XLA-compile the training step: 1.3-2x the samples per second on a CPU, reproducible "
+        "XLA-compile the training step: 1.3-2.5x the samples per second on a CPU, reproducible "
         "with --seed",
     ),
     "train_samples": (int, "N", "use only the first N training images"),
