@@ -1,4 +1,9 @@
-"""The network: uint8 pixels in, ten softmax probabilities out, built and compiled by Keras."""
+"""The network: uint8 pixels in, ten softmax probabilities out, built and compiled by Keras.
+
+Two architectures share the ends (rescaling in, softmax out) and the optional augmentation:
+`mlp`, the tutorial's 784-H-10, and `cnn`, two 3x3 convolution + pooling stages in the keras-io
+style before the same H-unit hidden layer, so the search over H and the learning rate fits both.
+"""
 
 from __future__ import annotations
 
@@ -15,14 +20,17 @@ OPTIMIZER_CLASSES = {
 }
 
 
+CONV_FILTERS = (32, 64)  # the convnet's two stages, as keras-io's mnist_convnet
+
+
 def build_model(config: TrainConfig, steps_per_epoch: int) -> keras.Model:
-    """Build the 784-H-10 network with the configured Keras API, compiled for training.
+    """Build the configured network with the configured Keras API, compiled for training.
 
     Args:
         steps_per_epoch: gradient steps in one epoch, which the learning-rate schedule spans.
     """
     build = _functional if config.api == "functional" else _sequential
-    model = build(_layers(config))
+    model = build(_layers(config), f"mnist_{config.arch}")
     compile_model(
         model,
         make_optimizer(config, steps_per_epoch),
@@ -57,29 +65,67 @@ def _inputs() -> keras.KerasTensor:
 
 
 def _layers(config: TrainConfig) -> list[keras.layers.Layer]:
+    images = [keras.layers.Rescaling(1.0 / 255, name="rescale")]
+    if config.arch == "cnn" or config.augment:
+        images.append(keras.layers.Reshape((*IMAGE_SHAPE, 1), name="channels"))
+    if config.augment:
+        images += _augmentation(config)
+    features = _convolutions(config) if config.arch == "cnn" else []
+    return [*images, *features, *_classifier(config)]
+
+
+def _augmentation(config: TrainConfig) -> list[keras.layers.Layer]:
+    """Random shifts, rotations and zooms; Keras's layers pass images through outside training."""
+    # Black fill: the page around an MNIST digit. Seeds differ so the three draws are independent.
+    options = {"fill_mode": "constant", "fill_value": 0.0}
+    shift, zoom = config.augment_shift, config.augment_zoom
     return [
-        keras.layers.Rescaling(1.0 / 255, name="rescale"),
+        keras.layers.RandomTranslation(
+            shift, shift, seed=config.seed + 2, name="random_shift", **options
+        ),
+        keras.layers.RandomRotation(
+            config.augment_rotation / 360, seed=config.seed + 3, name="random_rotation", **options
+        ),
+        keras.layers.RandomZoom(zoom, zoom, seed=config.seed + 4, name="random_zoom", **options),
+    ]
+
+
+def _convolutions(config: TrainConfig) -> list[keras.layers.Layer]:
+    layers: list[keras.layers.Layer] = []
+    for stage, filters in enumerate(CONV_FILTERS, start=1):
+        layers += [
+            keras.layers.Conv2D(
+                filters, 3, activation="relu", name=f"conv{stage}", **_initializers(config)
+            ),
+            keras.layers.MaxPooling2D(name=f"pool{stage}"),
+        ]
+    return layers
+
+
+def _classifier(config: TrainConfig) -> list[keras.layers.Layer]:
+    """Flattened features, input dropout, the hidden ReLU layer, dropout, softmax."""
+    return [
         keras.layers.Flatten(name="flatten"),
         HashDropout(config.input_dropout, seed=config.seed + 1, name="input_dropout"),
         keras.layers.Dense(
             config.hidden_units,
             activation="relu",
             name="hidden",
-            **_initializers(config.initializer),
+            **_initializers(config),
         ),
         HashDropout(config.dropout, seed=config.seed, name="dropout"),
         keras.layers.Dense(
             NUM_CLASSES,
             activation="softmax",
             name="probabilities",
-            **_initializers(config.initializer),
+            **_initializers(config),
         ),
     ]
 
 
-def _initializers(name: str) -> dict[str, keras.initializers.Initializer]:
+def _initializers(config: TrainConfig) -> dict[str, keras.initializers.Initializer]:
     """Keras's defaults (glorot-uniform kernel, zero bias), or N(0, 1) for both as the tutorial."""
-    if name == "normal":
+    if config.initializer == "normal":
         return {
             "kernel_initializer": keras.initializers.RandomNormal(mean=0.0, stddev=1.0),
             "bias_initializer": keras.initializers.RandomNormal(mean=0.0, stddev=1.0),
@@ -87,13 +133,13 @@ def _initializers(name: str) -> dict[str, keras.initializers.Initializer]:
     return {}
 
 
-def _sequential(layers: list[keras.layers.Layer]) -> keras.Model:
-    return keras.Sequential([_inputs(), *layers], name="mnist_mlp")
+def _sequential(layers: list[keras.layers.Layer], name: str) -> keras.Model:
+    return keras.Sequential([_inputs(), *layers], name=name)
 
 
-def _functional(layers: list[keras.layers.Layer]) -> keras.Model:
+def _functional(layers: list[keras.layers.Layer], name: str) -> keras.Model:
     inputs = _inputs()
     outputs = inputs
     for layer in layers:
         outputs = layer(outputs)
-    return keras.Model(inputs, outputs, name="mnist_mlp")
+    return keras.Model(inputs, outputs, name=name)

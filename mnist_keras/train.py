@@ -23,6 +23,8 @@ from mnist_keras import __version__, console
 from mnist_keras.callbacks import EpochTimer, interrupt_between_steps, make_callbacks
 from mnist_keras.config import (
     APIS,
+    ARCH_DEFAULTS,
+    ARCHS,
     OPTIMIZERS,
     PRESETS,
     SCHEDULES,
@@ -43,7 +45,7 @@ from mnist_keras.data import (
 )
 from mnist_keras.distribute import is_chief, make_strategy, xla_allowed
 from mnist_keras.errors import ConfigError, MnistKerasError, RunError, first_line
-from mnist_keras.evaluate import Evaluation, evaluate, log_confusion_image
+from mnist_keras.evaluate import Evaluation, evaluate, save_pictures
 from mnist_keras.export import MODEL_NAME, export_saved_model, save_keras_model
 from mnist_keras.model import build_model
 from mnist_keras.runs import (
@@ -289,7 +291,7 @@ def _finish(
     """Evaluate the best checkpoint on the test set (its only use), export it, write metrics."""
     best = keras.saving.load_model(str(run_dir.best_checkpoint))
     evaluation = evaluate(best, data.x_test, data.y_test, config.batch_size)
-    log_confusion_image(evaluation.confusion, run_dir.tensorboard / "test", step=len(history))
+    save_pictures(evaluation, data.x_test, run_dir, step=len(history))
     export_path = export_saved_model(best, run_dir.export / MODEL_NAME)
     save_keras_model(best, run_dir.keras_model)
     result = TrainResult(
@@ -308,12 +310,36 @@ CONFIG_FLAGS: dict[str, tuple[Any, str, str]] = {
         "folder of the four MNIST IDX files, or a .npz "
         "(default: $MNIST_KERAS_DATA, then the Keras cache, then Keras's download)",
     ),
+    "arch": (
+        list(ARCHS),
+        "",
+        "network: mlp (784-H-10) or cnn (two convolution + pooling stages, then H units); cnn "
+        "starts from "
+        + ", ".join(
+            flag_name(k) if v is True else f"{flag_name(k)} {v}"
+            for k, v in ARCH_DEFAULTS["cnn"].items()
+        ),
+    ),
     "epochs": (int, "N", "passes over the training data"),
     "batch_size": (int, "N", "examples per step"),
     "hidden_units": (int, "N", "hidden layer width"),
     "learning_rate": (float, "X", "optimizer step size"),
     "dropout": (float, "X", "dropout rate after the hidden layer, in [0, 1)"),
-    "input_dropout": (float, "X", "dropout rate on the input pixels, in [0, 1)"),
+    "input_dropout": (
+        float,
+        "X",
+        "dropout rate on the hidden layer's input (the pixels; cnn: the convolution features), "
+        "in [0, 1)",
+    ),
+    "augment": (
+        bool,
+        "",
+        "randomly shift, rotate and zoom each training image (Keras's preprocessing layers, "
+        "inside the model); turns --jit-compile off",
+    ),
+    "augment_shift": (float, "X", "largest shift, as a fraction of the side"),
+    "augment_rotation": (float, "DEG", "largest rotation, in degrees"),
+    "augment_zoom": (float, "X", "largest zoom in or out, as a fraction of the side"),
     "schedule": (
         list(SCHEDULES),
         "",

@@ -25,7 +25,14 @@ from keras_tuner.src import utils as kt_utils
 
 from mnist_keras import console
 from mnist_keras.compat import inclusive_high
-from mnist_keras.config import ROLES, TUNERS, TrainConfig, TuneConfig, resolve_config
+from mnist_keras.config import (
+    MAX_EPOCHS,
+    ROLES,
+    TUNERS,
+    TrainConfig,
+    TuneConfig,
+    resolve_config,
+)
 from mnist_keras.data import Mnist, load_mnist, make_dataset, split_validation
 from mnist_keras.errors import MnistKerasError, TuneError
 from mnist_keras.model import build_model
@@ -45,9 +52,9 @@ DEFAULT_SCORE = "default_score.json"  # in the project folder: the unsearched re
 TRIAL_LOG = "mnist_keras_runs.jsonl"  # in each trial folder: one line per time the trial ran
 
 
-# The search space (log scale for width and rate): around the default recipe, wide enough to
-# find a better one. Dropout rates join with --tune-dropout.
-HIDDEN_UNITS = (512, 2048)
+# The search space (log scale for width and rate): around each architecture's recipe, wide
+# enough to find a better one. Dropout rates join with --tune-dropout.
+HIDDEN_UNITS = {"mlp": (512, 2048), "cnn": (64, 1024)}
 LEARNING_RATE = (5e-4, 5e-3)
 DROPOUT = (0.2, 0.6, 0.1)  # low, high, step
 INPUT_DROPOUT = (0.0, 0.3, 0.1)
@@ -56,7 +63,7 @@ INPUT_DROPOUT = (0.0, 0.3, 0.1)
 def sample_config(hp: kt.HyperParameters, base: TrainConfig, tune_dropout: bool) -> TrainConfig:
     """The search space: hidden width and learning rate (log scale), dropout rates if asked."""
     values: dict[str, Any] = {
-        "hidden_units": hp.Int("hidden_units", *HIDDEN_UNITS, sampling="log"),
+        "hidden_units": hp.Int("hidden_units", *HIDDEN_UNITS[base.arch], sampling="log"),
         "learning_rate": hp.Float("learning_rate", *LEARNING_RATE, sampling="log"),
     }
     if tune_dropout:
@@ -69,7 +76,7 @@ class HyperMnist(kt.HyperModel):
     """Samples a configuration and builds it with `build_model`; nothing else."""
 
     def __init__(self, base: TrainConfig, tune_dropout: bool, steps_per_epoch: int) -> None:
-        super().__init__(name="mnist_mlp")
+        super().__init__(name=f"mnist_{base.arch}")
         self.base, self.tune_dropout, self.steps = base, tune_dropout, steps_per_epoch
 
     def build(self, hp: kt.HyperParameters) -> keras.Model:
@@ -417,8 +424,9 @@ def build_parser() -> console.Parser:
         "--max-epochs",
         type=int,
         metavar="N",
-        default=d.max_epochs,
-        help=f"most epochs per trial, and the final model's epochs ({d.max_epochs})",
+        help="most epochs per trial, and the final model's epochs ("
+        + ", ".join(f"{arch}: {n}" for arch, n in MAX_EPOCHS.items())
+        + ")",
     )
     p.add_argument(
         "--executions-per-trial",
@@ -477,6 +485,11 @@ def build_parser() -> console.Parser:
 
 # The training flags a search shares with `train`; the searched ones are not among them.
 SHARED_FLAGS = (
+    "arch",
+    "augment",
+    "augment_shift",
+    "augment_rotation",
+    "augment_zoom",
     "jit_compile",
     "data",
     "seed",

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from mnist_keras.config import PRESETS, TrainConfig, resolve_config
+from mnist_keras.config import ARCH_DEFAULTS, PRESETS, TrainConfig, resolve_config
 from mnist_keras.errors import ConfigError
 
 
@@ -50,3 +50,37 @@ def test_dict_round_trip_and_unknown_keys():
     assert TrainConfig.from_dict(config.to_dict()) == config
     with pytest.raises(ConfigError, match="unknown configuration keys: colour"):
         TrainConfig.from_dict({**config.to_dict(), "colour": "red"})
+
+
+def test_cnn_starts_from_its_own_defaults_and_flags_still_win():
+    config = resolve_config(arch="cnn")
+    for field, value in ARCH_DEFAULTS["cnn"].items():
+        assert getattr(config, field) == value
+    assert resolve_config(arch="cnn", hidden_units=64, augment=False).hidden_units == 64
+    assert (
+        resolve_config().arch == "mlp" and resolve_config().hidden_units == TrainConfig.hidden_units
+    )
+
+
+def test_augmenting_turns_xla_off_unless_asked_for_and_then_refuses():
+    assert resolve_config().jit_compile
+    assert not resolve_config(augment=True).jit_compile
+    assert not resolve_config(arch="cnn").jit_compile  # augments by default
+    assert resolve_config(arch="cnn", augment=False, jit_compile=True).jit_compile
+    with pytest.raises(ConfigError, match="^--jit-compile cannot go with --augment"):
+        resolve_config(augment=True, jit_compile=True)
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("arch", "resnet"),
+        ("augment_shift", 1.0),
+        ("augment_rotation", -1.0),
+        ("augment_rotation", 181.0),
+        ("augment_zoom", -0.1),
+    ],
+)
+def test_invalid_arch_and_augmentation_name_their_flag(field, value):
+    with pytest.raises(ConfigError, match=f"^--{field.replace('_', '-')} "):
+        resolve_config(**{field: value})

@@ -100,3 +100,46 @@ def test_cosine_schedule_spans_the_whole_run_and_constant_is_a_number():
     assert float(schedule(7 * STEPS)) == pytest.approx(0.0, abs=1e-9)
     constant = build_model(TrainConfig(schedule="constant", learning_rate=0.003), STEPS)
     assert constant.optimizer.get_config()["learning_rate"] == pytest.approx(0.003)
+
+
+@pytest.mark.parametrize("hidden", [16, 64])
+def test_convnet_is_the_same_network_from_both_apis(hidden):
+    models = [
+        build_model(resolve_config(arch="cnn", hidden_units=hidden, api=api), STEPS)
+        for api in ("sequential", "functional")
+    ]
+    # conv1 3x3x1x32, conv2 3x3x32x64 (28 -> 26 -> 13 -> 11 -> 5), then 5*5*64 features -> H -> 10.
+    expected = (9 * 32 + 32) + (9 * 32 * 64 + 64) + (1600 * hidden + hidden) + (hidden * 10 + 10)
+    for model in models:
+        assert model.name == "mnist_cnn"
+        assert sum(int(np.prod(w.shape)) for w in model.trainable_weights) == expected
+    seq, fun = ([layer.name for layer in m.layers if layer.name != "images"] for m in models)
+    assert seq == fun
+    assert seq.index("random_zoom") < seq.index("conv1") < seq.index("pool2") < seq.index("hidden")
+
+
+def _augmented_pixels(model: keras.Model, images: np.ndarray, training: bool) -> np.ndarray:
+    """What the layers up to the last augmentation make of `images`."""
+    pixels = images
+    for layer in model.layers[: [layer.name for layer in model.layers].index("random_zoom") + 1]:
+        pixels = layer(pixels, training=training)
+    return np.asarray(pixels)[..., 0]
+
+
+@pytest.mark.parametrize("arch", ["mlp", "cnn"])
+def test_augmentation_moves_training_images_and_leaves_inference_alone(arch, tiny):
+    config = resolve_config(arch=arch, augment=True)
+    model = build_model(config, STEPS)
+    images = tiny.x_test[:16]
+    scaled = images / 255.0
+    np.testing.assert_allclose(_augmented_pixels(model, images, False), scaled, atol=1e-6)
+    moved = _augmented_pixels(model, images, True)
+    changed = np.abs(moved - scaled).reshape(16, -1).max(axis=1) > 0.1
+    assert changed.mean() > 0.8, "most training images are shifted, rotated or zoomed"
+    # The ink stays on the page: a shift of at most 10% and a zoom of 10% keep most of it.
+    assert moved.sum() > 0.5 * scaled.sum()
+    plain = build_model(resolve_config(arch=arch, augment=False), STEPS)
+    plain.set_weights(model.get_weights())
+    np.testing.assert_allclose(
+        np.asarray(model(images, training=False)), np.asarray(plain(images, training=False))
+    )

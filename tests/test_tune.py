@@ -26,7 +26,7 @@ from conftest import (
     write_idx_folder,
 )
 
-from mnist_keras.config import TrainConfig, TuneConfig
+from mnist_keras.config import TrainConfig, TuneConfig, resolve_config
 from mnist_keras.errors import TuneError
 from mnist_keras.train import build_parser as train_parser
 from mnist_keras.train import config_from_args as train_config_from_args
@@ -51,29 +51,33 @@ from mnist_keras.tune import (
 )
 
 
-def _space(tune_dropout: bool) -> dict:
+def _space(tune_dropout: bool, arch: str = "mlp") -> dict:
     hp = kt.HyperParameters()
-    HyperMnist(TrainConfig(), tune_dropout, steps_per_epoch=10).build(hp)  # registers the space
+    config = resolve_config(arch=arch)
+    HyperMnist(config, tune_dropout, steps_per_epoch=10).build(hp)  # registers the space
     return {item.name: item for item in hp.space}
 
 
-def test_search_space_bounds_log_sampling_and_build_model():
-    assert set(_space(tune_dropout=False)) == {"hidden_units", "learning_rate"}
-    space = _space(tune_dropout=True)
+@pytest.mark.parametrize("arch", ["mlp", "cnn"])
+def test_search_space_bounds_log_sampling_and_build_model(arch):
+    assert set(_space(tune_dropout=False, arch=arch)) == {"hidden_units", "learning_rate"}
+    space = _space(tune_dropout=True, arch=arch)
     assert set(space) == {"hidden_units", "learning_rate", "dropout", "input_dropout"}
     units = [space["hidden_units"].random_sample(seed) for seed in range(400)]
     rates = [space["learning_rate"].random_sample(seed) for seed in range(400)]
-    assert min(units) >= HIDDEN_UNITS[0] and max(units) <= HIDDEN_UNITS[1]
+    low, high = HIDDEN_UNITS[arch]
+    assert min(units) >= low and max(units) <= high
     assert min(rates) >= LEARNING_RATE[0] and max(rates) <= LEARNING_RATE[1]
     # Log sampling: about half the draws fall below the geometric middle (a linear draw: 27%).
-    assert 0.35 < np.mean(np.array(units) < np.sqrt(np.prod(HIDDEN_UNITS))) < 0.65
+    assert 0.35 < np.mean(np.array(units) < np.sqrt(low * high)) < 0.65
     assert 0.35 < np.mean(np.array(rates) < np.sqrt(np.prod(LEARNING_RATE))) < 0.65
     for name, (low, high, step) in (("dropout", DROPOUT), ("input_dropout", INPUT_DROPOUT)):
         draws = {round(space[name].random_sample(seed), 6) for seed in range(200)}
         assert draws == {round(low + i * step, 6) for i in range(round((high - low) / step) + 1)}
     hp = kt.HyperParameters()
     hp.values.update(hidden_units=77, learning_rate=0.02, dropout=0.3, input_dropout=0.1)
-    model = HyperMnist(TrainConfig(), tune_dropout=True, steps_per_epoch=10).build(hp)
+    model = HyperMnist(resolve_config(arch=arch), tune_dropout=True, steps_per_epoch=10).build(hp)
+    assert model.name == f"mnist_{arch}"
     assert model.get_layer("hidden").units == 77
     assert model.get_layer("dropout").rate == pytest.approx(0.3)
     assert model.get_layer("input_dropout").rate == pytest.approx(0.1)
@@ -83,7 +87,8 @@ def test_search_space_bounds_log_sampling_and_build_model():
 
 def test_readme_states_the_search_space():
     readme = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
-    assert f"hidden width ({HIDDEN_UNITS[0]} to {HIDDEN_UNITS[1]}, log scale)" in readme
+    for arch, (low, high) in HIDDEN_UNITS.items():
+        assert f"{low} to {high} for {arch}" in readme and "hidden width (log scale" in readme
     assert f"learning rate ({LEARNING_RATE[0]:g} to {LEARNING_RATE[1]:g}, log scale)" in readme
     assert f"dropout ({DROPOUT[0]:g} to {DROPOUT[1]:g})" in readme
     assert f"input dropout ({INPUT_DROPOUT[0]:g} to {INPUT_DROPOUT[1]:g})" in readme
