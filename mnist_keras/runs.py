@@ -62,6 +62,14 @@ class RunDir:
     def keras_model(self) -> Path:
         return self.path / "model.keras"
 
+    @property
+    def confusion_png(self) -> Path:
+        return self.path / "confusion_matrix.png"
+
+    @property
+    def misread_png(self) -> Path:
+        return self.path / "misread_digits.png"
+
 
 def create_run_dir(runs_dir: Path) -> RunDir:
     """Make a new, uniquely named run folder; two runs started together never share one."""
@@ -122,12 +130,16 @@ def read_json(path: Path) -> dict[str, Any]:
 
 def write_json(path: Path, data: Any) -> None:
     """Write JSON atomically: a reader sees the old complete file or the new one, never a part."""
-    text = json.dumps(data, indent=2, default=_jsonable) + "\n"
+    write_bytes(path, (json.dumps(data, indent=2, default=_jsonable) + "\n").encode())
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` atomically: a reader sees the old complete file or the new one, never a part."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)

@@ -68,7 +68,10 @@ def test_smoke_one_epoch_on_a_slice_of_real_mnist(real_mnist_dir, tmp_path):
     )
     assert any("kernel" in tag for tag in tensorboard_tags(run_dir.tensorboard / "train"))
     assert {"epoch_loss", "epoch_accuracy"} <= tensorboard_tags(run_dir.tensorboard / "validation")
-    assert "test/confusion_matrix" in tensorboard_tags(run_dir.tensorboard / "test")
+    assert {"test/confusion_matrix", "test/misread_digits"} <= tensorboard_tags(
+        run_dir.tensorboard / "test"
+    )
+    assert run_dir.confusion_png.is_file() and run_dir.misread_png.is_file()
     for path in (run_dir.best_checkpoint, run_dir.keras_model):
         model = keras.saving.load_model(str(path))
         trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)

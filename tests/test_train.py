@@ -102,7 +102,9 @@ def test_tensorboard_logs(finished):
     assert {"epoch_loss", "epoch_accuracy", "<graph>"} <= train
     assert any("hidden" in tag and "kernel" in tag for tag in train)  # weight histograms
     assert {"epoch_loss", "epoch_accuracy"} <= tensorboard_tags(logs / "validation")
-    assert "test/confusion_matrix" in tensorboard_tags(logs / "test")
+    assert {"test/confusion_matrix", "test/misread_digits"} <= tensorboard_tags(logs / "test")
+    for png in (finished.run.confusion_png, finished.run.misread_png):
+        assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n"), png
 
 
 class WreckLastEpoch(keras.callbacks.Callback):
