@@ -12,7 +12,7 @@ ifneq ($(SHARED_MNIST),)
 export MNIST_KERAS_DATA ?= $(abspath $(SHARED_MNIST))
 endif
 
-.PHONY: train tune bench demo test test-keras2 test-fast lint format clean browser
+.PHONY: train tune bench demo test test-keras2 test-fast lint format clean browser fonts
 
 # The stamp is rebuilt when pyproject.toml changes, so a dependency edit reinstalls.
 $(VENV)/.installed: pyproject.toml
@@ -32,7 +32,7 @@ train: $(VENV)/.installed
 	$(VENV)/bin/python -m mnist_keras.train $(ARGS)
 
 # The benchmark installs PyTorch (the bench extra) on first use; the tests never need it.
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed fonts
 	$(VENV)/bin/python -c "import torch" 2>/dev/null || $(VENV)/bin/python -m pip install --quiet -e '.[dev,demo,bench]'
 	$(VENV)/bin/python -m mnist_keras.bench $(ARGS)
 
@@ -51,6 +51,16 @@ browser:
 	  elif command -v sudo > /dev/null && sudo -n true 2> /dev/null; then SUDO=sudo; \
 	  else echo "error: the browser test needs Chromium: run 'sudo apt-get install chromium' (Debian) and retry" >&2; exit 2; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium > /dev/null; }
+
+# The wild benchmark prints digits in Debian's font faces (scripts/wild_bench.py, mnist_keras/wild.py):
+# installed like Chromium above when any package is missing.
+FONT_PACKAGES := fonts-dejavu-core fonts-dejavu-extra fonts-liberation fonts-freefont-ttf fonts-urw-base35
+fonts:
+	@dpkg-query -W -f='$${Status}\n' $(FONT_PACKAGES) 2> /dev/null | grep -c '^install ok installed$$' | grep -qx $(words $(FONT_PACKAGES)) || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; \
+	  elif command -v sudo > /dev/null && sudo -n true 2> /dev/null; then SUDO=sudo; \
+	  else echo "error: the wild benchmark needs fonts: run 'sudo apt-get install $(FONT_PACKAGES)' (Debian) and retry" >&2; exit 2; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(FONT_PACKAGES) > /dev/null; }
 
 test: $(VENV)/.installed browser
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
