@@ -216,7 +216,9 @@ class TuneConfig:
     patience: int = 0
     tune_dropout: bool = False  # also search the dropout rates (input and hidden)
     directory: str = "artifacts/tuning"  # keras-tuner's folder: oracle state, trials, logs
-    project_name: str = "mnist"  # a search's subfolder; rerun the same to resume it
+    # A search's subfolder; rerun the same to resume it. None: "mnist", "mnist_cnn" for cnn, so
+    # that the two searches (with different spaces) never resume one another.
+    project_name: str | None = None
     overwrite: bool = False  # start over instead of resuming
     role: str = "standalone"  # standalone, or chief / worker of a distributed search
     oracle: str | None = None  # HOST:PORT of the chief's oracle (chief and workers)
@@ -227,6 +229,9 @@ class TuneConfig:
     def __post_init__(self) -> None:
         if self.max_epochs is None:
             object.__setattr__(self, "max_epochs", MAX_EPOCHS.get(self.base.arch, 1))
+        if self.project_name is None:
+            name = "mnist" if self.base.arch == "mlp" else f"mnist_{self.base.arch}"
+            object.__setattr__(self, "project_name", name)
 
     def validate(self) -> TuneConfig:
         for name in ("max_trials", "max_epochs", "executions_per_trial"):

@@ -322,6 +322,9 @@ def best_hparams(tuner: kt.Tuner, config: TuneConfig, default: dict[str, Any]) -
         **values,
         **found,
         "validation_size": 0,  # the final model: every training image, the last epoch kept
+        # What the space was searched on, so `train --hparams` builds the same network.
+        "arch": config.base.arch,
+        "augment": config.base.augment,
         "trial_id": winner.trial_id if winner else "default",
         "default_val_accuracy": default["val_accuracy"],
     }
@@ -454,7 +457,7 @@ def build_parser() -> console.Parser:
         "--project-name",
         default=d.project_name,
         metavar="NAME",
-        help=f"the search's subfolder; the same name resumes it ({d.project_name})",
+        help="the search's subfolder; the same name resumes it (mnist; mnist_cnn for --arch cnn)",
     )
     p.add_argument("--overwrite", action="store_true", help="start the search over")
     p.add_argument(

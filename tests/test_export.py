@@ -15,7 +15,7 @@ import tensorflow as tf
 from conftest import assert_clean_failure, run_cli
 
 from mnist_keras import export as export_mod
-from mnist_keras.config import TrainConfig
+from mnist_keras.config import TrainConfig, resolve_config
 from mnist_keras.errors import ExportError
 from mnist_keras.export import export_saved_model, save_keras_model
 from mnist_keras.model import build_model
@@ -30,6 +30,26 @@ def model() -> keras.Model:
 @pytest.fixture(scope="module")
 def exported(model, tmp_path_factory) -> Path:
     return export_saved_model(model, tmp_path_factory.mktemp("export"))
+
+
+@pytest.fixture(scope="module")
+def convnet() -> keras.Model:
+    """The convnet with its augmentation layers, which the export must leave out of serving."""
+    keras.utils.set_random_seed(4)
+    return build_model(resolve_config(arch="cnn", hidden_units=16), steps_per_epoch=10)
+
+
+@pytest.fixture(scope="module")
+def convnet_exported(convnet, tmp_path_factory) -> Path:
+    return export_saved_model(convnet, tmp_path_factory.mktemp("export_cnn"))
+
+
+@pytest.fixture(params=["mlp", "cnn"])
+def model_and_export(request) -> tuple[keras.Model, Path]:
+    """Each architecture's model and its SavedModel."""
+    if request.param == "cnn":
+        return request.getfixturevalue("convnet"), request.getfixturevalue("convnet_exported")
+    return request.getfixturevalue("model"), request.getfixturevalue("exported")
 
 
 def _images(n: int = 16) -> np.ndarray:
@@ -105,7 +125,8 @@ TF_ONLY_SCRIPT = textwrap.dedent(
 )
 
 
-def test_plain_tensorflow_process_matches_keras(model, exported, tmp_path):
+def test_plain_tensorflow_process_matches_keras(model_and_export, tmp_path):
+    model, exported = model_and_export
     images = _images()
     np.save(tmp_path / "images.npy", images)
     script = tmp_path / "load.py"
@@ -129,7 +150,8 @@ def test_plain_tensorflow_process_matches_keras(model, exported, tmp_path):
     np.testing.assert_array_equal(out["classes"], expected.argmax(axis=1))
 
 
-def test_saved_model_cli_run_returns_the_same_classes(model, exported, tmp_path):
+def test_saved_model_cli_run_returns_the_same_classes(model_and_export, tmp_path):
+    model, exported = model_and_export
     images = _images()
     np.save(tmp_path / "images.npy", images)
     cli = Path(sys.executable).with_name("saved_model_cli")
@@ -158,6 +180,22 @@ def test_saved_model_cli_run_returns_the_same_classes(model, exported, tmp_path)
     expected = np.asarray(model(images, training=False))
     np.testing.assert_array_equal(classes, expected.argmax(axis=1))
     assert np.abs(probabilities - expected).max() < 1e-5
+
+
+def test_tflite_converts_the_serving_signature(model_and_export):
+    """TensorFlow's own TFLite converter takes either export and computes the same outputs."""
+    model, exported = model_and_export
+    converter = tf.lite.TFLiteConverter.from_saved_model(
+        str(exported), signature_keys=["serving_default"]
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # tf.lite points to LiteRT
+        interpreter = tf.lite.Interpreter(model_content=converter.convert())
+    images = _images()
+    out = interpreter.get_signature_runner("serving_default")(images=images)
+    expected = np.asarray(model(images, training=False))
+    assert np.abs(out["probabilities"] - expected).max() < 1e-5
+    np.testing.assert_array_equal(out["classes"], expected.argmax(axis=1))
 
 
 def test_keras_file_round_trip(model, tmp_path):

@@ -18,7 +18,7 @@ import tensorflow as tf
 from conftest import tensorboard_tags
 
 from mnist_keras.callbacks import interrupt_between_steps
-from mnist_keras.config import TrainConfig
+from mnist_keras.config import TrainConfig, resolve_config
 from mnist_keras.errors import RunError
 from mnist_keras.model import build_model
 from mnist_keras.runs import RunDir, read_history, scratch_run_dir
@@ -396,3 +396,18 @@ def test_every_epoch_trains_exactly_one_pass(tmp_path, tiny):
     assert result.config.steps_per_execution == 11
     record = json.loads(result.run.config_json.read_text())["config"]
     assert record["steps_per_execution"] == 11  # what ran, not what was asked
+
+
+def test_augmented_convnet_learns_real_digits_and_exports_the_contract(tmp_path, real_mnist):
+    config = resolve_config(arch="cnn", epochs=3, hidden_units=64, validation_size=500, seed=5)
+    result = run(config, tmp_path, datasets=real_mnist.head(6000, 500))
+    record = json.loads(result.run.config_json.read_text())["config"]
+    assert (record["arch"], record["augment"], record["jit_compile"]) == ("cnn", True, False)
+    assert result.evaluation.accuracy > 0.85  # 5,500 images, three epochs; chance is 0.1
+    serve = tf.saved_model.load(str(result.export_path)).signatures["serving_default"]
+    images = real_mnist.x_test[:200]
+    outputs = serve(images=tf.constant(images))
+    best = keras.saving.load_model(str(result.run.best_checkpoint))
+    expected = np.asarray(best(images, training=False))
+    np.testing.assert_allclose(outputs["probabilities"].numpy(), expected, atol=1e-5)
+    assert outputs["classes"].numpy().tolist() == expected.argmax(axis=1).tolist()

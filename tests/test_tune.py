@@ -26,7 +26,7 @@ from conftest import (
     write_idx_folder,
 )
 
-from mnist_keras.config import TrainConfig, TuneConfig, resolve_config
+from mnist_keras.config import TuneConfig, resolve_config
 from mnist_keras.errors import TuneError
 from mnist_keras.train import build_parser as train_parser
 from mnist_keras.train import config_from_args as train_config_from_args
@@ -94,8 +94,8 @@ def test_readme_states_the_search_space():
     assert f"input dropout ({INPUT_DROPOUT[0]:g} to {INPUT_DROPOUT[1]:g})" in readme
 
 
-def _config(tmp_path: Path, **overrides) -> TuneConfig:
-    base = TrainConfig(validation_size=100, batch_size=64, seed=3)
+def _config(tmp_path: Path, arch: str = "mlp", **overrides) -> TuneConfig:
+    base = resolve_config(arch=arch, validation_size=100, batch_size=64, seed=3)
     values = dict(tuner="random", max_trials=3, max_epochs=2, directory=str(tmp_path / "tuning"))
     return TuneConfig(base=base, **{**values, **overrides}).validate()
 
@@ -111,8 +111,9 @@ class Observer:
         pass
 
 
-def test_tiny_search_trains_the_best_and_resumes_without_rerunning(tmp_path, tiny):
-    config = _config(tmp_path)
+@pytest.mark.parametrize("arch", ["mlp", "cnn"])
+def test_tiny_search_trains_the_best_and_resumes_without_rerunning(arch, tmp_path, tiny):
+    config = _config(tmp_path, arch)
     first = Observer()
     tuner = search(config, tiny, observer=first)
     project = Path(config.directory) / config.project_name
@@ -141,6 +142,7 @@ def test_tiny_search_trains_the_best_and_resumes_without_rerunning(tmp_path, tin
     assert len(result.history) == saved["epochs"] == result.config.epochs
     assert math.isnan(result.history[-1].get("val_accuracy", math.nan))  # no validation split
     assert (result.export_path / "saved_model.pb").is_file()
+    assert result.config.arch == saved["arch"] == arch
 
     again = Observer()
     search(config, tiny, observer=again)  # the same command again
@@ -309,10 +311,13 @@ def _wait_for_port(address: str, proc: subprocess.Popen, limit: float = 120) -> 
 
 
 @pytest.mark.slow
-def test_chief_and_two_workers_share_the_trials(tmp_path):
+@pytest.mark.parametrize("arch", ["mlp", "cnn"])
+def test_chief_and_two_workers_share_the_trials(arch, tmp_path):
     data = write_idx_folder(tmp_path / "data", synthetic_mnist(n_train=600, n_test=100))
     oracle = f"127.0.0.1:{_free_port()}"
     common = [
+        "--arch",
+        arch,
         "--data",
         str(data),
         "--tuner",
@@ -361,6 +366,7 @@ def test_chief_and_two_workers_share_the_trials(tmp_path):
     assert {row.ran_by[0] for row in rows} == {"w1", "w2"}  # both workers ran trials
     (run_dir,) = (tmp_path / "runs").iterdir()  # only the chief trained and exported the best
     assert (run_dir / "export" / "mnist" / "1" / "saved_model.pb").is_file()
+    assert json.loads((run_dir / "config.json").read_text())["config"]["arch"] == arch
 
 
 @pytest.mark.slow
