@@ -1,9 +1,10 @@
-"""Draw a digit in the browser: `python -m mnist_keras.demo --model DIR` (also `mnist-demo`).
+"""Draw a digit in the browser: `python -m mnist_keras.demo [--model DIR]` (also `mnist-demo`).
 
-A local page over an exported SavedModel. Its JSON API is TensorFlow Serving's REST API
-(`POST /v1/models/<name>:predict`, `GET /v1/models/<name>`), so the page runs unchanged against a
-real TensorFlow Serving (`--serving-url`); `POST /demo/preprocess` brings a drawing or a picture
-to MNIST form with `predict.to_mnist`, the one implementation `predict` uses too.
+A local page over an exported SavedModel, by default the newest under artifacts/runs. Its JSON
+API is TensorFlow Serving's REST API (`POST /v1/models/<name>:predict`, `GET /v1/models/<name>`),
+so the page runs unchanged against a real TensorFlow Serving (`--serving-url`); `POST
+/demo/preprocess` brings a drawing or a picture to MNIST form with `predict.to_mnist`, the one
+implementation `predict` uses too.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from mnist_keras.data import IMAGE_SHAPE
 from mnist_keras.errors import ConfigError, DataError, MnistKerasError, first_line
 from mnist_keras.export import MODEL_NAME, OUTPUT_CLASSES, OUTPUT_PROBABILITIES
 from mnist_keras.predict import Classifier, decode_picture, to_mnist
+from mnist_keras.runs import DEFAULT_RUNS_DIR, newest_export
 
 try:  # the server is an optional extra: pip install 'mnist-keras[demo]'
     import uvicorn
@@ -240,12 +242,25 @@ def check_port(host: str, port: int) -> None:
 
 def build_parser() -> console.Parser:
     p = console.Parser(prog="python -m mnist_keras.demo", description=__doc__.splitlines()[0])
-    p.add_argument("--model", type=Path, help="export folder: a version, or the model folder")
+    p.add_argument(
+        "--model",
+        type=Path,
+        metavar="DIR",
+        help="export folder: a version, or the model folder (default: the newest export of "
+        "any run under --runs-dir)",
+    )
+    p.add_argument(
+        "--runs-dir",
+        type=Path,
+        default=DEFAULT_RUNS_DIR,
+        metavar="DIR",
+        help=f"where to look for the newest export when --model is left out ({DEFAULT_RUNS_DIR})",
+    )
     p.add_argument(
         "--serving-url",
         metavar="URL",
         help="answer predictions from this TensorFlow Serving (e.g. http://localhost:8501) "
-        "instead of --model",
+        "instead of a local model",
     )
     p.add_argument("--name", default=MODEL_NAME, help=f"model name in the API ({MODEL_NAME})")
     p.add_argument(
@@ -258,15 +273,23 @@ def build_parser() -> console.Parser:
 
 
 def backend_from_args(args: Any) -> Backend:
-    if (args.model is None) == (args.serving_url is None):
-        raise ConfigError("give one of --model DIR or --serving-url URL")
+    if args.model is not None and args.serving_url is not None:
+        raise ConfigError("give --model DIR or --serving-url URL, not both")
     if args.serving_url:
         url = urllib.parse.urlsplit(args.serving_url)
         if url.scheme not in ("http", "https") or not url.netloc:
             raise ConfigError(f"--serving-url {args.serving_url!r}: expected http://HOST:PORT")
         return Backend(args.name, serving_url=args.serving_url.rstrip("/"))
-    classifier = Classifier(args.model)
+    classifier = Classifier(args.model if args.model is not None else newest_export(args.runs_dir))
     return Backend(args.name, classifier=classifier, version=classifier.path.name)
+
+
+def serving_line(backend: Backend, args: Any) -> str:
+    """What the demo answers from, so nobody wonders which model they are drawing for."""
+    if backend.serving_url:
+        return f"predictions from TensorFlow Serving at {backend.serving_url}"
+    chosen = "" if args.model is not None else f" (the newest export under {args.runs_dir})"
+    return f"model: {backend.classifier.path}{chosen}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -279,6 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MnistKerasError as exc:
         console.print_error(str(exc))
         return 2
+    console.print_line(serving_line(backend, args))
     console.print_line(f"mnist demo on http://{args.host}:{args.port}/  (Ctrl-C stops it)")
     uvicorn.run(create_app(backend), host=args.host, port=args.port, log_level="warning")
     return 0

@@ -33,3 +33,7 @@ def first_line(exc: BaseException, limit: int = 200) -> str:
 
 class TuneError(MnistKerasError):
     """A hyperparameter search cannot start or go on (e.g. no chief oracle answers)."""
+
+
+class NoExportError(ModelError):
+    """No run folder holds an exported model yet (nothing to serve or predict with)."""

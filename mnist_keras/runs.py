@@ -1,4 +1,5 @@
-"""Run folders: their layout, creating a fresh one, reopening one to resume, atomic writes."""
+"""Run folders: their layout, creating a fresh one, reopening one to resume, atomic writes, and
+finding the newest export among them."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mnist_keras.errors import RunError
+from mnist_keras.errors import NoExportError, RunError
 
 DEFAULT_RUNS_DIR = Path("artifacts") / "runs"
 
@@ -171,3 +172,33 @@ def _to_float(value: str) -> float:
         return float(value)
     except ValueError:
         return math.nan
+
+
+def newest_export(runs_dir: Path = DEFAULT_RUNS_DIR) -> Path:
+    """The SavedModel version folder written last by any run under `runs_dir`.
+
+    Raises NoExportError when no run there has exported a model yet.
+    """
+    # Newest by when saved_model.pb was written, not by the run folder's name: the name records
+    # when a run started, and a resumed or slower run exports after runs started later. Only
+    # numbered version folders count; the export writes a hidden temporary folder and renames
+    # it into place, so a numbered one is always complete. Ties (copies made in the same
+    # instant) go to the later run name, then the higher version.
+    found = []
+    for saved_model in runs_dir.glob("*/export/*/*/saved_model.pb"):
+        version = saved_model.parent  # <run>/export/<model>/<version>
+        mtime = _mtime_ns(saved_model)
+        if version.name.isdigit() and mtime is not None:
+            found.append((mtime, version.parents[2].name, int(version.name), version))
+    if not found:
+        raise NoExportError(
+            f"no exported model under {runs_dir}: train one with `make train`, or pass --model DIR"
+        )
+    return max(found)[-1]
+
+
+def _mtime_ns(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:  # removed since the glob saw it (a run folder being deleted)
+        return None

@@ -1,0 +1,90 @@
+"""Screenshot the demo page with a digit drawn on it by mouse, as a person would draw it.
+
+    python scripts/demo_screenshot.py --model artifacts/runs/<run-id>/export/mnist --digit 4 \\
+        --out docs/demo.png
+
+Serves the demo over `--model` (default: the newest export under artifacts/runs) on a free port,
+opens it in headless Chromium (`CHROMIUM`, default /usr/bin/chromium), draws `--digit` with the
+mouse in a few hand-made strokes (`mnist_keras.handwriting`), waits for the answer, saves the
+page as a PNG and prints the class the page shows and its probability.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from mnist_keras import console, demo_page
+from mnist_keras.demo import Backend, create_app
+from mnist_keras.errors import ConfigError, MnistKerasError, first_line
+from mnist_keras.export import MODEL_NAME
+from mnist_keras.handwriting import pen_path
+from mnist_keras.predict import Classifier
+from mnist_keras.runs import DEFAULT_RUNS_DIR, newest_export
+
+
+def build_parser() -> console.Parser:
+    p = console.Parser(prog="scripts/demo_screenshot.py", description=__doc__.splitlines()[0])
+    p.add_argument(
+        "--model",
+        type=Path,
+        metavar="DIR",
+        help=f"export folder: a version, or the model folder (default: the newest export under "
+        f"{DEFAULT_RUNS_DIR})",
+    )
+    p.add_argument("--digit", type=int, default=4, choices=range(10), help="what to draw (4)")
+    p.add_argument("--seed", type=int, default=0, help="picks the hand's irregularity (0)")
+    p.add_argument("--out", type=Path, required=True, metavar="PNG", help="where to save it")
+    return p
+
+
+def check_setup(out: Path) -> None:
+    """Fail with one line, before loading the model, when the screenshot cannot be taken."""
+    if out.suffix.lower() != ".png":
+        raise ConfigError(f"--out {out}: expected a .png file name")
+    if not Path(demo_page.CHROMIUM).is_file():
+        raise ConfigError(
+            f"no Chromium at {demo_page.CHROMIUM}: apt-get install chromium, or set CHROMIUM"
+        )
+    try:
+        import playwright  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        raise ConfigError(f"{exc.name} is missing: pip install -e '.[dev,demo]'") from exc
+
+
+def screenshot(classifier: Classifier, digit: int, seed: int, out: Path) -> demo_page.Answer:
+    """Serve the demo over `classifier`, draw `digit` on its page, save the page at `out`."""
+    backend = Backend(MODEL_NAME, classifier=classifier, version=classifier.path.name)
+    server = demo_page.Server(create_app(backend))
+    with server, demo_page.chromium_page(server.url) as page:
+        demo_page.draw(page, pen_path(digit, seed))
+        answer = demo_page.wait_for_answer(page)
+        demo_page.save_screenshot(page, out)
+    return answer
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        check_setup(args.out)
+        classifier = Classifier(args.model if args.model is not None else newest_export())
+    except MnistKerasError as exc:
+        console.print_error(str(exc))
+        return 2
+    console.print_line(f"model: {classifier.path}")
+    from playwright.sync_api import Error as PlaywrightError
+
+    try:
+        answer = screenshot(classifier, args.digit, args.seed, args.out)
+    except PlaywrightError as exc:  # Chromium would not start, or the page did not answer
+        console.print_error(f"Chromium: {first_line(exc)}")
+        return 1
+    console.print_line(f"drew {args.digit}; the page shows {answer.digit} ({answer.probability})")
+    console.print_line(f"saved {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
