@@ -62,10 +62,10 @@ fonts:
 	  else echo "error: the wild benchmark needs fonts: run 'sudo apt-get install $(FONT_PACKAGES)' (Debian) and retry" >&2; exit 2; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(FONT_PACKAGES) > /dev/null; }
 
-test: $(VENV)/.installed browser
+test: $(VENV)/.installed browser fonts
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
-test-keras2: $(VENV2)/.installed browser
+test-keras2: $(VENV2)/.installed browser fonts
 	$(VENV2)/bin/python -m pytest $(PYTEST_ARGS)
 
 test-fast: $(VENV)/.installed

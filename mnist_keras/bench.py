@@ -7,6 +7,7 @@ tutorial this package replaces, kept as the historical reference: the only `tf.c
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import functools
 import importlib.util
@@ -25,13 +26,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mnist_keras import console
+from mnist_keras import console, wild
 from mnist_keras.callbacks import EpochTimer
 from mnist_keras.config import TrainConfig, resolve_config
 from mnist_keras.data import Mnist, batches_per_pass, load_mnist, make_dataset
 from mnist_keras.errors import ConfigError, MnistKerasError
 from mnist_keras.export import SIGNATURE, export_saved_model
 from mnist_keras.model import build_model
+from mnist_keras.predict import Classifier
 from mnist_keras.runs import write_json
 from mnist_keras.train import epoch_steps, run, whole_epochs
 
@@ -47,6 +49,10 @@ class BenchConfig:
     train_samples: int | None = None  # a slice, for a quick check
     latency_calls: int = 1000  # batch-1 calls timed for the latency percentiles
     recipe_seeds: int = 3  # the default and previous recipes trained with seeds 1..N (0: skip)
+    # mlp and cnn, with and without augmentation, trained as `train` does and measured on the
+    # MNIST test set and the digits in the wild (wild.py), with per_class pictures per digit.
+    architectures: bool = True
+    wild_per_class: int = 100
     out_dir: str = "artifacts/bench"
     seed: int = 42
 
@@ -55,6 +61,8 @@ class BenchConfig:
             raise ConfigError("--epochs must be at least 2, --repeats 1, --latency-calls 100")
         if self.recipe_seeds < 0:
             raise ConfigError("--recipe-seeds must be 0 or more")
+        if self.wild_per_class < 1:
+            raise ConfigError("--wild-per-class must be a positive integer")
         return self
 
 
@@ -392,6 +400,37 @@ def measure_recipes(data: Mnist, seeds: Sequence[int]) -> list[dict[str, Any]]:
     return rows
 
 
+ARCHITECTURES = (("mlp", False), ("mlp", True), ("cnn", False), ("cnn", True))  # (arch, augment)
+
+
+def measure_architectures(
+    data: Mnist, seed: int, per_class: int, say: Callable[[str], None]
+) -> list[dict[str, Any]]:
+    """Each architecture with and without augmentation, trained and exported as `train` does,
+    then read through `predict`'s preprocessing: the MNIST test set and the digits in the wild."""
+    say("digits in the wild: rendering the pictures")
+    sets = wild.build(data.x_test, data.y_test, seed=seed, per_class=per_class)
+    rows = []
+    with tempfile.TemporaryDirectory() as runs:
+        for arch, augment in ARCHITECTURES:
+            say(f"architectures: {arch}{' --augment' if augment else ''}, full training")
+            config = resolve_config(arch=arch, augment=augment, seed=seed)
+            result = run(config, Path(runs), datasets=data)
+            scores = wild.score(Classifier(result.export_path), sets)
+            rows.append(
+                {
+                    "arch": arch,
+                    "augment": augment,
+                    "jit_compile": config.jit_compile,
+                    "test_accuracy": result.evaluation.accuracy,
+                    "fit_seconds": round(result.train_seconds, 1),
+                    "epochs": len(result.history),
+                    "wild": {k.kind: round(k.accuracy, 4) for k in scores.kinds},
+                }
+            )
+    return rows
+
+
 def measure_inference(data: Mnist, calls: int, repeats: int) -> dict[str, Any]:
     """The exported SavedModel under tf.saved_model.load, beside PyTorch eager inference."""
     model = build_model(TrainConfig(hidden_units=128), steps_per_epoch=1)
@@ -454,10 +493,11 @@ def run_bench(config: BenchConfig, data: Mnist | None = None, progress=None) -> 
     config.validate()
     data = (data or load_mnist(config.data)).head(config.train_samples)
     held_out = TrainConfig().validation_size
-    if config.recipe_seeds and len(data.x_train) <= held_out:
+    if (config.recipe_seeds or config.architectures) and len(data.x_train) <= held_out:
         raise ConfigError(
-            f"--recipe-seeds: the recipes hold out {held_out} training images for validation, "
-            f"and only {len(data.x_train)} are given (--recipe-seeds 0 skips the recipes)"
+            f"--recipe-seeds, --architectures: the recipes hold out {held_out} training images "
+            f"for validation, and only {len(data.x_train)} are given (--recipe-seeds 0 "
+            "--no-architectures skip them)"
         )
     say = progress or (lambda text: None)
     training, ceilings = [], {}
@@ -475,9 +515,15 @@ def run_bench(config: BenchConfig, data: Mnist | None = None, progress=None) -> 
     inference = measure_inference(data, config.latency_calls, config.repeats)
     say(f"recipes {', '.join(RECIPES)}, full training, seeds 1-{config.recipe_seeds}")
     recipes = measure_recipes(data, range(1, config.recipe_seeds + 1))
+    architectures = (
+        measure_architectures(data, config.seed, config.wild_per_class, say)
+        if config.architectures
+        else []
+    )
     return {
         **_report(config, data, training, ceilings, to_target, inference),
         "recipes": recipes,
+        "architectures": architectures,
     }
 
 
@@ -545,6 +591,20 @@ def build_parser() -> console.Parser:
         metavar="N",
         help="train the default and the previous recipe with seeds 1..N, as `train` does "
         f"({d.recipe_seeds}; 0 skips)",
+    )
+    p.add_argument(
+        "--architectures",
+        action=argparse.BooleanOptionalAction,
+        default=d.architectures,
+        help="train mlp and cnn, with and without --augment, as `train` does, and read the "
+        f"MNIST test set and the digits in the wild with each ({d.architectures})",
+    )
+    p.add_argument(
+        "--wild-per-class",
+        type=int,
+        default=d.wild_per_class,
+        metavar="N",
+        help=f"pen-stroke and photo pictures per digit in the wild sets ({d.wild_per_class})",
     )
     p.add_argument("--out-dir", default=d.out_dir, metavar="DIR", help=f"({d.out_dir})")
     return p

@@ -293,6 +293,26 @@ def print_bench(report: dict[str, Any]) -> None:
     console.print(figures)
     if report["recipes"]:
         console.print(_recipes_table(report["recipes"]))
+    if report["architectures"]:
+        console.print(_architectures_table(report["architectures"]))
+
+
+def _architectures_table(rows: list[dict[str, Any]]) -> Table:
+    """Each architecture, with and without augmentation: MNIST test and the wild kinds."""
+    kinds = list(rows[0]["wild"])
+    table = Table(title="Architectures: MNIST test and digits in the wild", title_justify="left")
+    for column in ("arch", "augment", "test acc", "fit s", "epochs", *kinds):
+        table.add_column(column, justify="left" if column == "arch" else "right")
+    for row in rows:
+        table.add_row(
+            row["arch"],
+            "yes" if row["augment"] else "no",
+            f"{row['test_accuracy']:.2%}",
+            f"{row['fit_seconds']:.1f}",
+            str(row["epochs"]),
+            *(f"{row['wild'][kind]:.1%}" for kind in kinds),
+        )
+    return table
 
 
 def _recipes_table(rows: list[dict[str, Any]]) -> Table:

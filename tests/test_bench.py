@@ -32,6 +32,8 @@ def test_bench_writes_every_field(tmp_path):
             "100",
             "--recipe-seeds",
             "1",
+            "--wild-per-class",
+            "2",
             "--out-dir",
             "bench",
         ],
@@ -69,6 +71,19 @@ def test_bench_writes_every_field(tmp_path):
         assert 0 < row["test_accuracy"] <= 1 and row["fit_seconds"] > 0
         assert row["epochs"] == epochs
     assert "Recipes, trained as `train` does" in result.stdout
+    rows = report["architectures"]
+    assert [(r["arch"], r["augment"]) for r in rows] == [
+        ("mlp", False),
+        ("mlp", True),
+        ("cnn", False),
+        ("cnn", True),
+    ]
+    for row in rows:
+        assert 0 < row["test_accuracy"] <= 1 and row["fit_seconds"] > 0
+        assert set(row["wild"]) == {"printed", "strokes", "photo"}
+        assert all(0 <= accuracy <= 1 for accuracy in row["wild"].values())
+        assert row["jit_compile"] is not row["augment"]  # Keras's transforms have no XLA kernels
+    assert "Architectures: MNIST test and digits in the wild" in result.stdout
 
 
 @pytest.mark.parametrize(
@@ -77,6 +92,8 @@ def test_bench_writes_every_field(tmp_path):
         (["--epochs", "1"], "--epochs must be at least 2"),
         (["--recipe-seeds", "-1"], "--recipe-seeds must be 0 or more"),
         (["--recipe-seeds", "1"], "the recipes hold out 5000 training images"),
+        (["--recipe-seeds", "0"], "the recipes hold out 5000 training images"),
+        (["--wild-per-class", "0"], "--wild-per-class must be a positive integer"),
     ],
 )
 def test_bench_bad_flag(tmp_path, args, message):
