@@ -100,6 +100,14 @@ def trained(real_mnist, tmp_path_factory) -> TrainResult:
     return run(config, tmp_path_factory.mktemp("trained"), datasets=real_mnist)
 
 
+@pytest.fixture(scope="session")
+def trained_cnn(real_mnist, tmp_path_factory) -> TrainResult:
+    """The convnet with its augmentation, trained briefly on the same slice (about 98%)."""
+    keras.utils.set_random_seed(0)
+    config = resolve_config(arch="cnn", epochs=3, train_samples=12000, validation_size=2000)
+    return run(config, tmp_path_factory.mktemp("trained_cnn"), datasets=real_mnist)
+
+
 def tensorboard_tags(log_dir: Path) -> set[str]:
     """The summary tags in a TensorBoard log folder, plus "<graph>" when it holds a graph."""
     events = EventAccumulator(str(log_dir), size_guidance={"tensors": 0})
