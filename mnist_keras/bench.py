@@ -404,12 +404,16 @@ ARCHITECTURES = (("mlp", False), ("mlp", True), ("cnn", False), ("cnn", True))  
 
 
 def measure_architectures(
-    data: Mnist, seed: int, per_class: int, say: Callable[[str], None]
+    data: Mnist,
+    faces: Sequence[wild.Face],
+    seed: int,
+    per_class: int,
+    say: Callable[[str], None],
 ) -> list[dict[str, Any]]:
     """Each architecture with and without augmentation, trained and exported as `train` does,
     then read through `predict`'s preprocessing: the MNIST test set and the digits in the wild."""
     say("digits in the wild: rendering the pictures")
-    sets = wild.build(data.x_test, data.y_test, seed=seed, per_class=per_class)
+    sets = wild.build(data.x_test, data.y_test, seed=seed, per_class=per_class, faces=faces)
     rows = []
     with tempfile.TemporaryDirectory() as runs:
         for arch, augment in ARCHITECTURES:
@@ -421,7 +425,7 @@ def measure_architectures(
                 {
                     "arch": arch,
                     "augment": augment,
-                    "jit_compile": config.jit_compile,
+                    "jit_compile": result.config.jit_compile,
                     "test_accuracy": result.evaluation.accuracy,
                     "fit_seconds": round(result.train_seconds, 1),
                     "epochs": len(result.history),
@@ -499,6 +503,7 @@ def run_bench(config: BenchConfig, data: Mnist | None = None, progress=None) -> 
             f"for validation, and only {len(data.x_train)} are given (--recipe-seeds 0 "
             "--no-architectures skip them)"
         )
+    faces = wild.find_faces() if config.architectures else []  # before hours of measuring
     say = progress or (lambda text: None)
     training, ceilings = [], {}
     for hidden, batch in SHAPES:
@@ -516,7 +521,7 @@ def run_bench(config: BenchConfig, data: Mnist | None = None, progress=None) -> 
     say(f"recipes {', '.join(RECIPES)}, full training, seeds 1-{config.recipe_seeds}")
     recipes = measure_recipes(data, range(1, config.recipe_seeds + 1))
     architectures = (
-        measure_architectures(data, config.seed, config.wild_per_class, say)
+        measure_architectures(data, faces, config.seed, config.wild_per_class, say)
         if config.architectures
         else []
     )

@@ -30,7 +30,7 @@ class TrainConfig:
     hidden_units: int = 768  # width of the single hidden ReLU layer
     learning_rate: float = 2e-3  # optimizer step size (the start of the schedule)
     dropout: float = 0.5  # dropout rate after the hidden layer; 0 disables it
-    input_dropout: float = 0.2  # dropout rate on the input pixels; 0 disables it
+    input_dropout: float = 0.2  # dropout on the hidden layer's input (pixels; cnn: features)
     # Random shifts, rotations and zooms of each training image (Keras's preprocessing layers,
     # inside the model, idle outside training). They have no XLA kernels: no --jit-compile.
     augment: bool = False
@@ -216,8 +216,8 @@ class TuneConfig:
     patience: int = 0
     tune_dropout: bool = False  # also search the dropout rates (input and hidden)
     directory: str = "artifacts/tuning"  # keras-tuner's folder: oracle state, trials, logs
-    # A search's subfolder; rerun the same to resume it. None: "mnist", "mnist_cnn" for cnn, so
-    # that the two searches (with different spaces) never resume one another.
+    # A search's subfolder; rerun the same to resume it. None: "mnist", with "_cnn" and
+    # "_augment" added for those, so searches of different networks never resume one another.
     project_name: str | None = None
     overwrite: bool = False  # start over instead of resuming
     role: str = "standalone"  # standalone, or chief / worker of a distributed search
@@ -230,8 +230,9 @@ class TuneConfig:
         if self.max_epochs is None:
             object.__setattr__(self, "max_epochs", MAX_EPOCHS.get(self.base.arch, 1))
         if self.project_name is None:
-            name = "mnist" if self.base.arch == "mlp" else f"mnist_{self.base.arch}"
-            object.__setattr__(self, "project_name", name)
+            cnn = "_cnn" if self.base.arch == "cnn" else ""
+            augment = "_augment" if self.base.augment else ""
+            object.__setattr__(self, "project_name", f"mnist{cnn}{augment}")
 
     def validate(self) -> TuneConfig:
         for name in ("max_trials", "max_epochs", "executions_per_trial"):

@@ -8,7 +8,6 @@ imported only when a browser starts.
 from __future__ import annotations
 
 import os
-import secrets
 import socket
 import threading
 import time
@@ -17,7 +16,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from mnist_keras.errors import RunError
 from mnist_keras.handwriting import Point
+from mnist_keras.runs import write_bytes
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")  # the Makefile exports it
 # Headless in a container: no sandbox, no GPU, nothing that phones home.
@@ -56,7 +57,7 @@ class Server:
         deadline = time.monotonic() + 30
         while not self.server.started:
             if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("the demo server did not start")
+                raise RunError("the demo server did not start within 30 s")
             time.sleep(0.05)
         return self
 
@@ -121,11 +122,5 @@ def wait_for_answer(page: Any, timeout_ms: int = 20_000) -> Answer:
 def save_screenshot(page: Any, path: Path) -> Path:
     """The whole page as a PNG at `path`, written beside it first and renamed into place, so
     `path` is never a half-written picture."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{secrets.token_hex(4)}.png")
-    try:
-        page.screenshot(path=str(tmp), full_page=True)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_bytes(path, page.screenshot(full_page=True))
     return path

@@ -114,10 +114,12 @@ def save_pictures(evaluation: Evaluation, images: np.ndarray, run_dir: RunDir, s
 def log_images(pngs: dict[str, bytes], log_dir: Path, step: int) -> None:
     """Log each PNG under its tag, as TensorFlow's guide logs a confusion-matrix figure."""
     writer = tf.summary.create_file_writer(str(log_dir))
-    with writer.as_default():
-        for tag, png in pngs.items():
-            tf.summary.image(tag, tf.image.decode_png(png, channels=3)[None], step=step)
-    writer.close()
+    try:
+        with writer.as_default():
+            for tag, png in pngs.items():
+                tf.summary.image(tag, tf.image.decode_png(png, channels=3)[None], step=step)
+    finally:
+        writer.close()
 
 
 def png_bytes(figure: Figure) -> bytes:

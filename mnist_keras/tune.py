@@ -48,6 +48,8 @@ from mnist_keras.train import (
 )
 
 OBJECTIVE = "val_accuracy"
+# Not searched, but they decide what a trial is: best_hparams.json carries them.
+NETWORK_FIELDS = ("arch", "augment", "augment_shift", "augment_rotation", "augment_zoom")
 DEFAULT_SCORE = "default_score.json"  # in the project folder: the unsearched recipe's score
 TRIAL_LOG = "mnist_keras_runs.jsonl"  # in each trial folder: one line per time the trial ran
 
@@ -323,8 +325,7 @@ def best_hparams(tuner: kt.Tuner, config: TuneConfig, default: dict[str, Any]) -
         **found,
         "validation_size": 0,  # the final model: every training image, the last epoch kept
         # What the space was searched on, so `train --hparams` builds the same network.
-        "arch": config.base.arch,
-        "augment": config.base.augment,
+        **{name: getattr(config.base, name) for name in NETWORK_FIELDS},
         "trial_id": winner.trial_id if winner else "default",
         "default_val_accuracy": default["val_accuracy"],
     }
@@ -457,7 +458,8 @@ def build_parser() -> console.Parser:
         "--project-name",
         default=d.project_name,
         metavar="NAME",
-        help="the search's subfolder; the same name resumes it (mnist; mnist_cnn for --arch cnn)",
+        help="the search's subfolder; the same name resumes it (mnist, with _cnn and _augment "
+        "for those searches: mnist_cnn_augment for --arch cnn)",
     )
     p.add_argument("--overwrite", action="store_true", help="start the search over")
     p.add_argument(

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from mnist_keras import console, demo_page
 from mnist_keras.demo import Backend, create_app
-from mnist_keras.errors import ConfigError, MnistKerasError, first_line
+from mnist_keras.errors import ConfigError, MnistKerasError, RunError, first_line
 from mnist_keras.export import MODEL_NAME
 from mnist_keras.handwriting import pen_path
 from mnist_keras.predict import Classifier
@@ -80,6 +80,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         answer = screenshot(classifier, args.digit, args.seed, args.out)
     except PlaywrightError as exc:  # Chromium would not start, or the page did not answer
         console.print_error(f"Chromium: {first_line(exc)}")
+        return 1
+    except (RunError, OSError) as exc:  # the server did not start; --out could not be written
+        console.print_error(first_line(exc))
         return 1
     console.print_line(f"drew {args.digit}; the page shows {answer.digit} ({answer.probability})")
     console.print_line(f"saved {args.out}")

@@ -8,9 +8,8 @@ digits) and go through the same preprocessing as `python -m mnist_keras.predict`
 
 from __future__ import annotations
 
-import os
+import io
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from mnist_keras import console, wild
 from mnist_keras.data import load_mnist
 from mnist_keras.errors import ConfigError, DataError, MnistKerasError, first_line
 from mnist_keras.predict import Classifier
+from mnist_keras.runs import write_bytes
 
 DESCRIBE = {
     "printed": "digits 0-9 in every usable font face, 112x112",
@@ -89,13 +89,11 @@ def load_test_digits(path: Path | None):
 
 def write_sheet(image: Image.Image, path: Path) -> None:
     """Write the PNG whole or not at all: a temporary file beside it, then a rename."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(handle)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
     try:
-        image.save(temporary, format="PNG")
-        os.replace(temporary, path)
+        write_bytes(path, buffer.getvalue())
     except OSError as exc:
-        Path(temporary).unlink(missing_ok=True)
         raise DataError(f"--sheet {path}: cannot write ({first_line(exc)})") from exc
 
 

@@ -36,8 +36,11 @@ from mnist_keras.tune import (
     HIDDEN_UNITS,
     INPUT_DROPOUT,
     LEARNING_RATE,
+    NETWORK_FIELDS,
     HyperMnist,
     best_hparams,
+    build_parser,
+    config_from_args,
     default_score,
     distributed_environment,
     project_dir,
@@ -83,6 +86,21 @@ def test_search_space_bounds_log_sampling_and_build_model(arch):
     assert model.get_layer("input_dropout").rate == pytest.approx(0.1)
     schedule = keras.optimizers.schedules.deserialize(model.optimizer.get_config()["learning_rate"])
     assert float(schedule(0)) == pytest.approx(0.02)
+
+
+@pytest.mark.parametrize(
+    "flags, project, max_epochs",
+    [
+        ([], "mnist", 40),
+        (["--augment"], "mnist_augment", 40),
+        (["--arch", "cnn"], "mnist_cnn_augment", 20),
+        (["--arch", "cnn", "--no-augment"], "mnist_cnn", 20),
+        (["--arch", "cnn", "--max-epochs", "3", "--project-name", "p"], "p", 3),
+    ],
+)
+def test_each_network_searches_in_its_own_folder_for_its_own_epochs(flags, project, max_epochs):
+    config = config_from_args(build_parser().parse_args(flags))
+    assert (config.project_name, config.max_epochs) == (project, max_epochs)
 
 
 def test_readme_states_the_search_space():
@@ -156,6 +174,8 @@ def test_tiny_search_trains_the_best_and_resumes_without_rerunning(arch, tmp_pat
         saved["learning_rate"],
         saved["epochs"],
     )
+    for field in NETWORK_FIELDS:  # the same network, augmented alike
+        assert getattr(reproduced, field) == getattr(config.base, field), field
 
     fresh = Observer()
     search(dataclasses.replace(config, overwrite=True, max_trials=1), tiny, observer=fresh)

@@ -28,8 +28,8 @@ NOT_DIGIT_FACES = {"D050000L.otf", "StandardSymbolsPS.otf", "DejaVuMathTeXGyre.t
 def faces() -> list[wild.Face]:
     try:
         return wild.find_faces()
-    except DataError:
-        pytest.skip("no font faces installed: `make fonts`")
+    except DataError as exc:  # `make test` installs them: a missing face is a broken setup
+        pytest.fail(f"{exc}: run `make fonts`")
 
 
 @pytest.fixture(scope="module")
