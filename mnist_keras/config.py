@@ -119,9 +119,10 @@ ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
     "mlp": {},
     "cnn": {
         "hidden_units": 256,
+        "dropout": 0.3,
         "input_dropout": 0.0,
         "batch_size": 128,
-        "epochs": 15,
+        "epochs": 20,
         "augment": True,
     },
 }
@@ -192,7 +193,7 @@ def read_config(path: Path) -> TrainConfig:
 
 TUNERS = ("hyperband", "random", "bayesian")
 # A search's epochs per trial. mlp: the default recipe on all 60,000 images reaches 98.78% in 40
-# epochs, 98.6% in 20. cnn: its recipe's 15 epochs and a third more, at about 17 s an epoch.
+# epochs, 98.6% in 20. cnn: its recipe's 20 epochs, about 11 s each on 2 CPU cores.
 MAX_EPOCHS = {"mlp": 40, "cnn": 20}
 ROLES = ("standalone", "chief", "worker")
 
