@@ -82,7 +82,8 @@ def test_bench_writes_every_field(tmp_path):
         assert 0 < row["test_accuracy"] <= 1 and row["fit_seconds"] > 0
         assert set(row["wild"]) == {"printed", "strokes", "photo"}
         assert all(0 <= accuracy <= 1 for accuracy in row["wild"].values())
-        assert row["jit_compile"] is not row["augment"]  # Keras's transforms have no XLA kernels
+        # Keras's image transforms have no XLA kernels; XLA slows the convnet down.
+        assert row["jit_compile"] == (row["arch"] == "mlp" and not row["augment"])
     assert "Architectures: MNIST test and digits in the wild" in result.stdout
 
 

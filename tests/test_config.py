@@ -65,7 +65,8 @@ def test_cnn_starts_from_its_own_defaults_and_flags_still_win():
 def test_augmenting_turns_xla_off_unless_asked_for_and_then_refuses():
     assert resolve_config().jit_compile
     assert not resolve_config(augment=True).jit_compile
-    assert not resolve_config(arch="cnn").jit_compile  # augments by default
+    assert not resolve_config(arch="cnn").jit_compile
+    assert not resolve_config(arch="cnn", augment=False).jit_compile  # XLA is slower there
     assert resolve_config(arch="cnn", augment=False, jit_compile=True).jit_compile
     with pytest.raises(ConfigError, match="^--jit-compile cannot go with --augment"):
         resolve_config(augment=True, jit_compile=True)
