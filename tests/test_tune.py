@@ -338,6 +338,8 @@ def test_chief_and_two_workers_share_the_trials(arch, tmp_path):
     common = [
         "--arch",
         arch,
+        "--project-name",
+        "mnist",
         "--data",
         str(data),
         "--tuner",
