@@ -52,7 +52,7 @@ class BenchConfig:
     # mlp and cnn, with and without augmentation, trained as `train` does and measured on the
     # MNIST test set and the digits in the wild (wild.py), with per_class pictures per digit.
     architectures: bool = True
-    wild_per_class: int = 100
+    wild_per_class: int = wild.PER_CLASS
     out_dir: str = "artifacts/bench"
     seed: int = 42
 

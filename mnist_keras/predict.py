@@ -207,6 +207,17 @@ def to_json(results: Sequence[Prediction | Failure]) -> list[dict]:
     ]
 
 
+def add_model_flag(parser: console.Parser) -> None:
+    """--model, as every command that reads an export takes it (see `resolve_model_dir`)."""
+    parser.add_argument(
+        "--model",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="an exported SavedModel, or its model folder (newest version)",
+    )
+
+
 def build_parser() -> console.Parser:
     p = console.Parser(prog="python -m mnist_keras.predict", description=__doc__.splitlines()[0])
     p.add_argument(
@@ -216,13 +227,7 @@ def build_parser() -> console.Parser:
         metavar="FILE",
         help="PNG/JPEG/GIF/BMP images, .npy arrays or IDX image files",
     )
-    p.add_argument(
-        "--model",
-        type=Path,
-        required=True,
-        metavar="DIR",
-        help="an exported SavedModel, or its model folder (newest version)",
-    )
+    add_model_flag(p)
     p.add_argument(
         "--no-preprocess",
         action="store_true",

@@ -34,6 +34,7 @@ PRINTED = 112  # side of a printed picture, as the issue measured them
 CANVAS, PEN = 280, 18  # the demo's canvas and its round pen (demo_static/app.js)
 PAPER = (180.0, 240.0)  # photo paper brightness, darkest to lightest
 KINDS = ("printed", "strokes", "photo")
+PER_CLASS = 100  # pen-stroke and photo pictures per digit
 
 Classifier = Callable[[np.ndarray], np.ndarray]  # uint8 (N, 28, 28) -> probabilities (N, 10)
 
@@ -181,7 +182,9 @@ def stroke_picture(digit: np.ndarray) -> np.ndarray:
     return np.where(pen, 255, 0).astype(np.uint8)
 
 
-def strokes(x_test: np.ndarray, y_test: np.ndarray, seed: int, per_class: int = 100) -> WildSet:
+def strokes(
+    x_test: np.ndarray, y_test: np.ndarray, seed: int, per_class: int = PER_CLASS
+) -> WildSet:
     """Pen-stroke pictures of `per_class` MNIST test digits of each class (never training ones)."""
     picks = pick_test_digits(y_test, per_class, seed)
     return make_set("strokes", [stroke_picture(x_test[i]) for i in picks], y_test[picks])
@@ -190,7 +193,7 @@ def strokes(x_test: np.ndarray, y_test: np.ndarray, seed: int, per_class: int = 
 # Photos and scans --------------------------------------------------------------------------
 
 
-def photos(sources: Sequence[WildSet], seed: int, per_class: int = 100) -> WildSet:
+def photos(sources: Sequence[WildSet], seed: int, per_class: int = PER_CLASS) -> WildSet:
     """Photo-style pictures of `per_class` digits of each class, taken in turn from `sources`."""
     rng = np.random.default_rng([seed, KINDS.index("photo")])
     images, labels = [], []
@@ -263,7 +266,7 @@ def build(
     x_test: np.ndarray,
     y_test: np.ndarray,
     seed: int = 0,
-    per_class: int = 100,
+    per_class: int = PER_CLASS,
     faces: Sequence[Face] | None = None,
     on_kind: Callable[[str], None] = lambda kind: None,
 ) -> tuple[WildSet, ...]:
@@ -322,7 +325,7 @@ def measure(
     x_test: np.ndarray,
     y_test: np.ndarray,
     seed: int = 0,
-    per_class: int = 100,
+    per_class: int = PER_CLASS,
     faces: Sequence[Face] | None = None,
 ) -> WildScores:
     """Build the sets from MNIST test digits and the installed fonts, and score one classifier."""

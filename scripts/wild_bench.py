@@ -19,7 +19,7 @@ from rich.table import Table
 from mnist_keras import console, wild
 from mnist_keras.data import load_mnist
 from mnist_keras.errors import ConfigError, DataError, MnistKerasError, first_line
-from mnist_keras.predict import Classifier
+from mnist_keras.predict import Classifier, add_model_flag
 from mnist_keras.runs import write_bytes
 
 DESCRIBE = {
@@ -31,13 +31,7 @@ DESCRIBE = {
 
 def build_parser() -> console.Parser:
     p = console.Parser(prog="python scripts/wild_bench.py", description=__doc__.splitlines()[0])
-    p.add_argument(
-        "--model",
-        type=Path,
-        required=True,
-        metavar="DIR",
-        help="an exported SavedModel, or its model folder (newest version)",
-    )
+    add_model_flag(p)
     p.add_argument(
         "--seed", type=int, default=0, metavar="N", help="picks and draws the pictures (0)"
     )
@@ -51,9 +45,9 @@ def build_parser() -> console.Parser:
     p.add_argument(
         "--per-class",
         type=int,
-        default=100,
+        default=wild.PER_CLASS,
         metavar="N",
-        help="pen and photo pictures per digit (100)",
+        help=f"pen and photo pictures per digit ({wild.PER_CLASS})",
     )
     p.add_argument(
         "--fonts",
