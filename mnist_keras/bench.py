@@ -29,12 +29,13 @@ import tensorflow as tf
 from mnist_keras import console, wild
 from mnist_keras.callbacks import EpochTimer
 from mnist_keras.config import TrainConfig, resolve_config
+from mnist_keras.contract import SIGNATURE
 from mnist_keras.data import Mnist, batches_per_pass, load_mnist, make_dataset
 from mnist_keras.errors import ConfigError, MnistKerasError
-from mnist_keras.export import SIGNATURE, export_saved_model
+from mnist_keras.export import export_saved_model
 from mnist_keras.model import build_model
-from mnist_keras.predict import Classifier
 from mnist_keras.runs import write_json
+from mnist_keras.runtimes import load_classifier
 from mnist_keras.train import epoch_steps, run, whole_epochs
 
 SHAPES = ((64, 100), (128, 128))  # (hidden units, batch size)
@@ -420,7 +421,7 @@ def measure_architectures(
             say(f"architectures: {arch}{' --augment' if augment else ''}, full training")
             config = resolve_config(arch=arch, augment=augment, seed=seed)
             result = run(config, Path(runs), datasets=data)
-            scores = wild.score(Classifier(result.export_path), sets)
+            scores = wild.score(load_classifier(result.export_path), sets)
             rows.append(
                 {
                     "arch": arch,

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from mnist_keras.errors import ConfigError
+from mnist_keras.formats import SAVED_MODEL, check_formats
 
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 SCHEDULES = ("constant", "cosine")  # the learning rate over training: see model.py
@@ -56,7 +57,14 @@ class TrainConfig:
     # tf.distribute: none, mirrored (local GPUs, or the CPU), multi-worker (TF_CONFIG cluster);
     # batch_size is per replica, so each step's global batch is batch_size x replicas.
     distribute: str = "none"
+    # What the run exports beside the .keras file (formats.FORMATS); the SavedModel always. The
+    # LiteRT files add about 2 s to a 50 s run (README, "Beyond TensorFlow"); onnx needs its extra.
+    export_formats: tuple[str, ...] = ("saved_model", "litert", "litert_int8")
     preset: str = "default"  # the preset these values started from
+
+    def __post_init__(self) -> None:
+        # config.json holds a list; the flag gives a list too.
+        object.__setattr__(self, "export_formats", tuple(self.export_formats))
 
     def validate(self) -> TrainConfig:
         """Return self, or raise ConfigError naming the flag and what is wrong with it."""
@@ -98,6 +106,12 @@ class TrainConfig:
             f"must be one of {', '.join(STRATEGIES)}",
         )
         _check(self.preset in PRESETS, "preset", f"must be one of {', '.join(PRESETS)}")
+        check_formats(self.export_formats, flag_name("export_formats"))
+        _check(
+            SAVED_MODEL in self.export_formats,
+            "export_formats",
+            f"must include {SAVED_MODEL}: the demo and the benchmark read each run's SavedModel",
+        )
         return self
 
     def to_dict(self) -> dict[str, Any]:

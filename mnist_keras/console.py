@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 import keras
@@ -116,6 +116,20 @@ def print_summary(figures: dict[str, Any], paths: dict[str, Any], confusion: np.
     console.print(_confusion_table(confusion))
     for key, value in paths.items():  # whole, never truncated: people copy these
         console.print(f"[bold]{key}:[/] {value}", soft_wrap=True, highlight=False)
+
+
+def print_exports(exports: Sequence) -> None:
+    """One row per exported format (export.Exported): its file, size and test accuracy."""
+    table = Table(title="Exports", title_justify="left")
+    for name in ("format", "file", "size", "test accuracy"):
+        table.add_column(name, justify="left" if name in ("format", "file") else "right")
+    for e in exports:
+        accuracy = "" if e.test_accuracy is None else f"{e.test_accuracy:.2%}"
+        name = f"{e.path.name}/" if e.path.is_dir() else e.path.name
+        table.add_row(e.format, name, f"{e.size_bytes / 1e6:.2f} MB", accuracy)
+    console.print(table)
+    folders = sorted({str(e.path.parent) for e in exports})
+    console.print(f"[bold]in:[/] {', '.join(folders)}", soft_wrap=True, highlight=False)
 
 
 def _confusion_table(confusion: np.ndarray) -> Table:

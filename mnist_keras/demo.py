@@ -1,10 +1,10 @@
-"""Draw a digit in the browser: `python -m mnist_keras.demo [--model DIR]` (also `mnist-demo`).
+"""Draw a digit in the browser: `python -m mnist_keras.demo [--model PATH]` (also `mnist-demo`).
 
-A local page over an exported SavedModel, by default the newest under artifacts/runs. Its JSON
-API is TensorFlow Serving's REST API (`POST /v1/models/<name>:predict`, `GET /v1/models/<name>`),
-so the page runs unchanged against a real TensorFlow Serving (`--serving-url`); `POST
-/demo/preprocess` brings a drawing or a picture to MNIST form with `predict.to_mnist`, the one
-implementation `predict` uses too.
+A local page over an exported model (SavedModel, ONNX or LiteRT), by default the newest
+SavedModel under artifacts/runs. Its JSON API is TensorFlow Serving's REST API (`POST
+/v1/models/<name>:predict`, `GET /v1/models/<name>`), so the page runs unchanged against a real
+TensorFlow Serving (`--serving-url`); `POST /demo/preprocess` brings a drawing or a picture to
+MNIST form with `predict.to_mnist`, the one implementation `predict` uses too.
 """
 
 from __future__ import annotations
@@ -25,11 +25,12 @@ import numpy as np
 import tensorflow as tf
 
 from mnist_keras import console
+from mnist_keras.contract import MODEL_NAME, OUTPUT_CLASSES, OUTPUT_PROBABILITIES
 from mnist_keras.data import IMAGE_SHAPE
 from mnist_keras.errors import ConfigError, DataError, MnistKerasError, first_line
-from mnist_keras.export import MODEL_NAME, OUTPUT_CLASSES, OUTPUT_PROBABILITIES
-from mnist_keras.predict import Classifier, decode_picture, to_mnist
+from mnist_keras.predict import MODEL_HELP, decode_picture, to_mnist
 from mnist_keras.runs import DEFAULT_RUNS_DIR, newest_export
+from mnist_keras.runtimes import Classifier, load_classifier, version_of
 
 try:  # the server is an optional extra: pip install 'mnist-keras[demo]'
     import uvicorn
@@ -245,9 +246,8 @@ def build_parser() -> console.Parser:
     p.add_argument(
         "--model",
         type=Path,
-        metavar="DIR",
-        help="export folder: a version, or the model folder (default: the newest export of "
-        "any run under --runs-dir)",
+        metavar="PATH",
+        help=f"{MODEL_HELP} (default: the newest SavedModel of any run under --runs-dir)",
     )
     p.add_argument(
         "--runs-dir",
@@ -280,8 +280,9 @@ def backend_from_args(args: Any) -> Backend:
         if url.scheme not in ("http", "https") or not url.netloc:
             raise ConfigError(f"--serving-url {args.serving_url!r}: expected http://HOST:PORT")
         return Backend(args.name, serving_url=args.serving_url.rstrip("/"))
-    classifier = Classifier(args.model if args.model is not None else newest_export(args.runs_dir))
-    return Backend(args.name, classifier=classifier, version=classifier.path.name)
+    path = args.model if args.model is not None else newest_export(args.runs_dir)
+    classifier = load_classifier(path)
+    return Backend(args.name, classifier=classifier, version=version_of(classifier.path))
 
 
 def serving_line(backend: Backend, args: Any) -> str:

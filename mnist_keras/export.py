@@ -1,65 +1,137 @@
-"""Export a trained model: a versioned SavedModel for TensorFlow Serving, and the `.keras` file.
+"""Export a trained model: a versioned SavedModel for TensorFlow Serving, ONNX and LiteRT files
+beside it, and the `.keras` file.
 
-`python -m mnist_keras.export MODEL.keras --out DIR` exports any trained `.keras` model.
-The SavedModel is written differently on Keras 2 and 3 (`_write_saved_model`, on
-`compat.KERAS_3`).
+`python -m mnist_keras.export MODEL.keras --out DIR --format ...` exports any trained `.keras`
+model; `formats.py` says how each format is produced on Keras 2 and 3, `runtimes.py` runs them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 import shutil
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 
-from mnist_keras import console
-from mnist_keras.compat import KERAS_3
-from mnist_keras.data import IMAGE_SHAPE
+from mnist_keras import console, runtimes
+from mnist_keras.contract import (
+    INPUT_NAME,
+    MODEL_NAME,
+    OUTPUT_CLASSES,
+    OUTPUT_PROBABILITIES,
+    RESCALE_LAYER,
+    SIGNATURE,
+    SIGNATURE_FLOAT,
+)
+from mnist_keras.data import IMAGE_SHAPE, load_mnist
 from mnist_keras.dropout import HashDropout
 from mnist_keras.errors import ConfigError, ExportError, MnistKerasError, first_line
+from mnist_keras.formats import (
+    FORMATS,
+    LITERT_INT8,
+    ONNX,
+    SAVED_MODEL,
+    calibration_images,
+    check_formats,
+    file_name,
+    to_litert,
+    to_onnx,
+    write_saved_model,
+)
 from mnist_keras.model import compile_model
+from mnist_keras.runs import write_bytes
 
-# The serving contract: documented in the README, checked by the tests. Do not rename.
-MODEL_NAME = "mnist"  # <export dir>/<MODEL_NAME>/<version>/, TensorFlow Serving's layout
-SIGNATURE = "serving_default"  # images: uint8 [None, 28, 28], 0..255, white digit on black
-SIGNATURE_FLOAT = "serving_float"  # images: float32 [None, 28, 28], 0.0..1.0, same orientation
-INPUT_NAME = "images"
-OUTPUT_PROBABILITIES = "probabilities"  # float32 [None, 10]
-OUTPUT_CLASSES = "classes"  # int64 [None]
-RESCALE_LAYER = "rescale"  # the model's own uint8 -> [0, 1] layer, skipped by SIGNATURE_FLOAT
+
+@dataclass(frozen=True)
+class Exported:
+    """One file or folder an export wrote."""
+
+    format: str  # one of formats.FORMATS
+    path: Path
+    size_bytes: int
+    test_accuracy: float | None = None  # measured in the format's own runtime, when asked
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "path": str(self.path)}
+
+
+def export_model(
+    model: keras.Model,
+    model_dir: Path,
+    formats: Sequence[str] = (SAVED_MODEL,),
+    calibration: np.ndarray | None = None,
+) -> list[Exported]:
+    """Write the model as version N+1 under `model_dir` (TF Serving's layout) in each format:
+    the SavedModel as `<N>/`, the others as `<N>.onnx`, `<N>.tflite`, `<N>.int8.tflite`.
+
+    Every format is converted before anything is written, each file is written to a temporary
+    name and renamed into place, and a failure removes what this call wrote: an export appears
+    whole or not at all, and an existing version is never overwritten. `calibration` (uint8
+    training images, see formats.calibration_images) is required for litert_int8.
+    """
+    if LITERT_INT8 in formats and calibration is None:
+        raise ExportError(f"{LITERT_INT8} needs calibration images from the training split")
+    model = with_keras_dropout(model)
+    signatures = serving_functions(model)
+    written: list[Path] = []
+    tmp = None
+    try:
+        model_dir.mkdir(parents=True, exist_ok=True)
+        version = next_version(model_dir)
+        tmp = model_dir / f".tmp-{version}-{secrets.token_hex(4)}"
+        write_saved_model(model, signatures, tmp)
+        files = {
+            name: _convert(name, tmp, signatures, calibration)
+            for name in FORMATS
+            if name in formats and name != SAVED_MODEL
+        }
+        exports = []
+        for name, content in files.items():
+            path = model_dir / file_name(version, name)
+            write_bytes(path, content)
+            written.append(path)
+            exports.append(Exported(name, path, len(content)))
+        if SAVED_MODEL in formats:
+            final = model_dir / file_name(version, SAVED_MODEL)
+            os.rename(tmp, final)  # fails rather than overwrite if the version appeared meanwhile
+            size = sum(f.stat().st_size for f in final.rglob("*") if f.is_file())
+            exports.insert(0, Exported(SAVED_MODEL, final, size))
+        return exports
+    except OSError as exc:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise ExportError(f"{model_dir}: export failed ({first_line(exc)})") from exc
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def export_saved_model(model: keras.Model, model_dir: Path) -> Path:
-    """Write the model as version N+1 under `model_dir` (TF Serving's layout); return its path.
+    """`export_model` for the SavedModel alone; its version folder."""
+    return export_model(model, model_dir)[0].path
 
-    The SavedModel is written to a hidden temporary folder and renamed into place, so a failure
-    leaves no half-written version (TF Serving ignores names that are not integers), and an
-    existing version is never overwritten.
-    """
-    model = with_keras_dropout(model)
-    signatures = serving_functions(model)
-    model_dir.mkdir(parents=True, exist_ok=True)
-    version = next_version(model_dir)
-    tmp = model_dir / f".tmp-{version}-{secrets.token_hex(4)}"
+
+def _convert(name: str, saved_model: Path, signatures: dict, calibration) -> bytes:
     try:
-        _write_saved_model(model, signatures, tmp)
-        final = model_dir / str(version)
-        os.rename(tmp, final)  # fails rather than overwrite if the version appeared meanwhile
-        return final
-    except OSError as exc:
-        raise ExportError(f"{model_dir}: export failed ({exc})") from exc
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if name == ONNX:
+            return to_onnx(signatures[SIGNATURE])
+        return to_litert(saved_model, SIGNATURE, calibration if name == LITERT_INT8 else None)
+    except Exception as exc:  # the converters raise their own types, and sometimes bare ones
+        raise ExportError(f"converting to {name} failed ({first_line(exc)})") from exc
 
 
 def next_version(model_dir: Path) -> int:
-    versions = [int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()]
-    return max(versions, default=0) + 1
+    """One more than any version there, as a folder (`3/`) or a file (`3.onnx`)."""
+    stems = (p.name.split(".")[0] for p in model_dir.iterdir())
+    return max((int(stem) for stem in stems if stem.isdigit()), default=0) + 1
 
 
 def save_keras_model(model: keras.Model, path: Path) -> Path:
@@ -134,21 +206,6 @@ def _layers_after_rescale(model: keras.Model) -> list[keras.layers.Layer]:
     return model.layers[names.index(RESCALE_LAYER) + 1 :]
 
 
-def _write_saved_model(model: keras.Model, signatures: dict, path: Path) -> None:
-    """Keras 3: ExportArchive, the only route every loader (TF Serving too) reads correctly.
-    Keras 2: no ExportArchive; tf.saved_model.save of a tf.Module holding the model."""
-    if KERAS_3:
-        archive = keras.export.ExportArchive()
-        archive.track(model)
-        for name, function in signatures.items():
-            archive.add_endpoint(name, function)
-        archive.write_out(str(path), verbose=False)
-    else:
-        module = tf.Module()
-        module.model = model
-        tf.saved_model.save(module, str(path), signatures=signatures)
-
-
 def load_keras_model(path: Path) -> keras.Model:
     if not path.is_file():
         raise ExportError(f"{path}: no such file")
@@ -161,7 +218,8 @@ def load_keras_model(path: Path) -> keras.Model:
 def build_parser() -> console.Parser:
     p = console.Parser(
         prog="python -m mnist_keras.export",
-        description="Export a trained .keras model as a versioned TensorFlow SavedModel.",
+        description="Export a trained .keras model as a versioned SavedModel, ONNX and LiteRT "
+        "files, and measure each one's test accuracy in its own runtime.",
     )
     p.add_argument("model", type=Path, metavar="MODEL.keras", help="a model saved by train")
     p.add_argument(
@@ -169,9 +227,28 @@ def build_parser() -> console.Parser:
         type=Path,
         required=True,
         metavar="DIR",
-        help="export folder; the model goes to DIR/NAME/<next version>/",
+        help="export folder; version N goes to DIR/NAME/N/ (SavedModel), DIR/NAME/N.onnx, "
+        "N.tflite and N.int8.tflite",
+    )
+    p.add_argument(
+        "--format",
+        nargs="+",
+        choices=FORMATS,
+        default=[SAVED_MODEL],
+        metavar="FORMAT",
+        help=f"one or more of {', '.join(FORMATS)} ({SAVED_MODEL}); onnx needs "
+        "pip install 'mnist-keras[onnx]'",
     )
     p.add_argument("--name", default=MODEL_NAME, help=f"model name ({MODEL_NAME})")
+    p.add_argument(
+        "--data",
+        metavar="PATH",
+        help="MNIST, for the test accuracies and litert_int8's calibration images "
+        "(default: $MNIST_KERAS_DATA, then the Keras cache)",
+    )
+    p.add_argument(
+        "--seed", type=int, default=42, help="draws the calibration images (42, as train)"
+    )
     return p
 
 
@@ -180,11 +257,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if not args.name or "/" in args.name or args.name.startswith("."):
             raise ConfigError(f"--name {args.name!r} must be a plain folder name")
-        path = export_saved_model(load_keras_model(args.model), args.out / args.name)
+        check_formats(args.format, "--format")
+        model = load_keras_model(args.model)
+        data = load_mnist(args.data)
+        calibration = calibration_images(data.x_train, args.seed)
+        exports = export_model(model, args.out / args.name, args.format, calibration)
+        exports = runtimes.measure(exports, data.x_test, data.y_test)
     except MnistKerasError as exc:
         console.print_error(str(exc))
         return 2
-    console.console.print(f"exported {args.model} to {path}", soft_wrap=True, highlight=False)
+    console.print_exports(exports)
     return 0
 
 

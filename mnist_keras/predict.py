@@ -1,6 +1,7 @@
 """Use an exported model: read digit images, bring them to MNIST form, classify them.
 
-`python -m mnist_keras.predict --model DIR FILE...` (also `mnist-predict`).
+`python -m mnist_keras.predict --model PATH FILE...` (also `mnist-predict`); PATH is a SavedModel,
+a `.onnx` or a `.tflite` export, each run by its own runtime (`runtimes.py`).
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import tensorflow as tf
 
 from mnist_keras import console
 from mnist_keras.data import IMAGE_SHAPE, read_idx
-from mnist_keras.errors import DataError, MnistKerasError, ModelError, first_line
-from mnist_keras.export import INPUT_NAME, OUTPUT_PROBABILITIES, SIGNATURE
+from mnist_keras.errors import DataError, MnistKerasError, first_line
+from mnist_keras.runtimes import Classifier, load_classifier
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp")
 BOX = 20  # MNIST: the digit fits a 20x20 box ...
@@ -39,40 +40,6 @@ class Prediction:
 class Failure:
     source: str
     message: str
-
-
-class Classifier:
-    """The `serving_default` signature of an exported SavedModel, on uint8 (N, 28, 28) images."""
-
-    def __init__(self, model_dir: Path) -> None:
-        self.path = resolve_model_dir(model_dir)
-        self._serve = _load_signature(self.path)
-
-    def __call__(self, images: np.ndarray) -> np.ndarray:
-        outputs = self._serve(**{INPUT_NAME: tf.constant(images, tf.uint8)})
-        return outputs[OUTPUT_PROBABILITIES].numpy()
-
-
-def resolve_model_dir(path: Path) -> Path:
-    """A SavedModel folder itself, or the newest numbered version inside a model folder."""
-    if (path / "saved_model.pb").is_file():
-        return path
-    versions = sorted((p for p in path.glob("*") if p.name.isdigit()), key=lambda p: int(p.name))
-    if path.is_dir() and versions and (versions[-1] / "saved_model.pb").is_file():
-        return versions[-1]
-    raise ModelError(f"--model {path}: no SavedModel here nor in a numbered version folder")
-
-
-def _load_signature(path: Path):
-    try:
-        signature = tf.saved_model.load(str(path)).signatures.get(SIGNATURE)
-    except (OSError, ValueError, tf.errors.OpError) as exc:
-        raise ModelError(f"--model {path}: not a loadable SavedModel ({exc})") from exc
-    inputs = signature.structured_input_signature[1] if signature is not None else {}
-    spec = inputs.get(INPUT_NAME)
-    if spec is None or spec.dtype != tf.uint8:
-        raise ModelError(f"--model {path}: no {SIGNATURE!r} signature taking uint8 {INPUT_NAME!r}")
-    return signature
 
 
 def read_images(path: Path) -> np.ndarray:
@@ -208,14 +175,14 @@ def to_json(results: Sequence[Prediction | Failure]) -> list[dict]:
 
 
 def add_model_flag(parser: console.Parser) -> None:
-    """--model, as every command that reads an export takes it (see `resolve_model_dir`)."""
-    parser.add_argument(
-        "--model",
-        type=Path,
-        required=True,
-        metavar="DIR",
-        help="an exported SavedModel, or its model folder (newest version)",
-    )
+    """--model, as every command that reads an export takes it (see `runtimes.load_classifier`)."""
+    parser.add_argument("--model", type=Path, required=True, metavar="PATH", help=MODEL_HELP)
+
+
+MODEL_HELP = (
+    "an exported SavedModel or its model folder (newest version) run by TensorFlow, a .onnx file "
+    "run by ONNX Runtime, or a .tflite file run by LiteRT"
+)
 
 
 def build_parser() -> console.Parser:
@@ -240,7 +207,7 @@ def build_parser() -> console.Parser:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        results = classify_files(Classifier(args.model), args.files, not args.no_preprocess)
+        results = classify_files(load_classifier(args.model), args.files, not args.no_preprocess)
     except MnistKerasError as exc:
         console.print_error(str(exc))
         return 2

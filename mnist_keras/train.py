@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mnist_keras import __version__, console
+from mnist_keras import __version__, console, runtimes
 from mnist_keras.callbacks import EpochTimer, interrupt_between_steps, make_callbacks
 from mnist_keras.config import (
     APIS,
@@ -34,6 +34,7 @@ from mnist_keras.config import (
     read_config,
     resolve_config,
 )
+from mnist_keras.contract import MODEL_NAME
 from mnist_keras.data import (
     Mnist,
     Split,
@@ -46,7 +47,8 @@ from mnist_keras.data import (
 from mnist_keras.distribute import is_chief, make_strategy, xla_allowed
 from mnist_keras.errors import ConfigError, MnistKerasError, RunError, first_line
 from mnist_keras.evaluate import Evaluation, evaluate, save_pictures
-from mnist_keras.export import MODEL_NAME, export_saved_model, save_keras_model
+from mnist_keras.export import Exported, export_model, save_keras_model
+from mnist_keras.formats import FORMATS, calibration_images
 from mnist_keras.model import build_model
 from mnist_keras.runs import (
     DEFAULT_RUNS_DIR,
@@ -79,10 +81,15 @@ class TrainResult:
     config: TrainConfig
     evaluation: Evaluation
     history: list[dict[str, float]]
-    export_path: Path
+    exports: tuple[Exported, ...]  # the SavedModel first
     train_seconds: float  # wall time of model.fit in this process
     samples_per_second: float  # steady state: the first epoch (tracing, warm-up) excluded
     replicas: int = 1  # model copies that shared each step (tf.distribute)
+
+    @property
+    def export_path(self) -> Path:
+        """The SavedModel's version folder."""
+        return self.exports[0].path
 
     def metrics(self) -> dict[str, Any]:
         """What metrics.json holds."""
@@ -95,6 +102,7 @@ class TrainResult:
             "samples_per_second": round(self.samples_per_second, 1),
             "replicas": self.replicas,
             "export_path": str(self.export_path),
+            "exports": [e.to_dict() for e in self.exports],
             "keras_model": str(self.run.keras_model),
             "history": self.history,
         }
@@ -292,10 +300,12 @@ def _finish(
     best = keras.saving.load_model(str(run_dir.best_checkpoint))
     evaluation = evaluate(best, data.x_test, data.y_test, config.batch_size)
     save_pictures(evaluation, data.x_test, run_dir, step=len(history))
-    export_path = export_saved_model(best, run_dir.export / MODEL_NAME)
+    calibration = calibration_images(data.x_train, config.seed)
+    exports = export_model(best, run_dir.export / MODEL_NAME, config.export_formats, calibration)
+    exports = runtimes.measure(exports, data.x_test, data.y_test)
     save_keras_model(best, run_dir.keras_model)
     result = TrainResult(
-        run_dir, config, evaluation, history, export_path, seconds, throughput, replicas
+        run_dir, config, evaluation, history, exports, seconds, throughput, replicas
     )
     write_json(run_dir.metrics_json, result.metrics())
     return result
@@ -370,6 +380,12 @@ CONFIG_FLAGS: dict[str, tuple[Any, str, str]] = {
     ),
     "train_samples": (int, "N", "use only the first N training images"),
     "test_samples": (int, "N", "evaluate on only the first N test images"),
+    "export_formats": (
+        FORMATS,
+        "FORMAT",
+        "what to export beside model.keras, each file measured on the test set in its own "
+        f"runtime: {', '.join(FORMATS)} (onnx: pip install 'mnist-keras[onnx]')",
+    ),
 }
 
 
@@ -379,8 +395,12 @@ def add_config_flags(parser: console.Parser, fields: Sequence[str] = tuple(CONFI
         kind, metavar, text = CONFIG_FLAGS[field]
         default = TrainConfig.__dataclass_fields__[field].default
         if default is not None:
-            text = f"{text} ({default})"
-        if isinstance(kind, list):
+            text = f"{text} ({' '.join(default) if isinstance(default, tuple) else default})"
+        if isinstance(kind, tuple):  # several of these choices
+            parser.add_argument(
+                flag_name(field), nargs="+", choices=kind, metavar=metavar, help=text
+            )
+        elif isinstance(kind, list):
             parser.add_argument(flag_name(field), choices=kind, help=text)
         elif kind is bool:
             parser.add_argument(flag_name(field), action=argparse.BooleanOptionalAction, help=text)
@@ -503,6 +523,7 @@ def print_result(result: TrainResult | WorkerResult) -> None:
         "TensorBoard": f"tensorboard --logdir {result.run.tensorboard}",
     }
     console.print_summary(figures, paths, result.evaluation.confusion)
+    console.print_exports(result.exports)
 
 
 if __name__ == "__main__":

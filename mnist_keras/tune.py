@@ -491,6 +491,7 @@ def build_parser() -> console.Parser:
 # The training flags a search shares with `train`; the searched ones are not among them.
 SHARED_FLAGS = (
     "arch",
+    "export_formats",
     "augment",
     "augment_shift",
     "augment_rotation",

@@ -16,12 +16,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mnist_keras import console, demo_page
+from mnist_keras.contract import MODEL_NAME
 from mnist_keras.demo import Backend, create_app
 from mnist_keras.errors import ConfigError, MnistKerasError, RunError, first_line
-from mnist_keras.export import MODEL_NAME
 from mnist_keras.handwriting import pen_path
-from mnist_keras.predict import Classifier
 from mnist_keras.runs import DEFAULT_RUNS_DIR, newest_export
+from mnist_keras.runtimes import Classifier, load_classifier
 
 
 def build_parser() -> console.Parser:
@@ -69,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         check_setup(args.out)
-        classifier = Classifier(args.model if args.model is not None else newest_export())
+        classifier = load_classifier(args.model if args.model is not None else newest_export())
     except MnistKerasError as exc:
         console.print_error(str(exc))
         return 2

@@ -19,8 +19,9 @@ from rich.table import Table
 from mnist_keras import console, wild
 from mnist_keras.data import load_mnist
 from mnist_keras.errors import ConfigError, DataError, MnistKerasError, first_line
-from mnist_keras.predict import Classifier, add_model_flag
+from mnist_keras.predict import add_model_flag
 from mnist_keras.runs import write_bytes
+from mnist_keras.runtimes import load_classifier
 
 DESCRIBE = {
     "printed": "digits 0-9 in every usable font face, 112x112",
@@ -110,7 +111,7 @@ def run(args) -> int:
     check_flags(args)
     faces = find_faces(args.fonts)
     x_test, y_test = load_test_digits(args.data)
-    classifier = Classifier(args.model)
+    classifier = load_classifier(args.model)
     with console.status("drawing the pictures") as status:
         sets = wild.build(
             x_test,

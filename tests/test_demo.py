@@ -26,15 +26,16 @@ from mnist_keras.demo import MAX_BODY, Backend, create_app
 from mnist_keras.demo_page import Server, free_port
 from mnist_keras.errors import NoExportError
 from mnist_keras.handwriting import DIGIT_STROKES, pen_path
-from mnist_keras.predict import Classifier, to_mnist
+from mnist_keras.predict import to_mnist
 from mnist_keras.runs import newest_export
+from mnist_keras.runtimes import Classifier, load_classifier
 
 ROOT = Path(__file__).parents[1]
 
 
 @pytest.fixture(scope="module")
 def classifier(trained) -> Classifier:
-    return Classifier(trained.export_path)
+    return load_classifier(trained.export_path)
 
 
 @pytest.fixture(scope="module")

@@ -12,14 +12,13 @@ from conftest import assert_clean_failure, error_lines, idx_bytes, run_cli
 
 from mnist_keras.errors import ModelError
 from mnist_keras.predict import (
-    Classifier,
     Failure,
     Prediction,
     classify_files,
     read_images,
-    resolve_model_dir,
     to_mnist,
 )
+from mnist_keras.runtimes import Classifier, load_classifier, resolve_model_dir
 
 
 def _photo(digit: np.ndarray, light: bool, shape=(200, 160), at=(30, 10), scale=5) -> np.ndarray:
@@ -38,7 +37,7 @@ def _write_png(path: Path, pixels: np.ndarray) -> Path:
 
 @pytest.fixture(scope="module")
 def classifier(trained) -> Classifier:
-    return Classifier(trained.export_path.parent)  # the model folder: newest version
+    return load_classifier(trained.export_path.parent)  # the model folder: newest version
 
 
 def test_to_mnist_centres_the_digit_in_a_20_box(real_mnist):
@@ -152,7 +151,7 @@ def test_model_without_the_signature_is_refused(tmp_path):
     )
     tf.saved_model.save(module, str(tmp_path / "other"), signatures={"other": module.f})
     with pytest.raises(ModelError, match="no 'serving_default' signature"):
-        Classifier(tmp_path / "other")
+        load_classifier(tmp_path / "other")
 
 
 @pytest.mark.slow

@@ -1,0 +1,107 @@
+"""How each export format is produced, on Keras 2 and Keras 3: the one place that decides.
+
+Every format carries the serving contract of `export.py`: uint8 `images` [N, 28, 28] in,
+float32 `probabilities` [N, 10] and int64 `classes` out.
+
+- saved_model: Keras 3 writes it with ExportArchive, Keras 2 with `tf.saved_model.save`.
+- litert, litert_int8: TensorFlow's LiteRT converter reads the SavedModel's `serving_default`
+  signature, on both lines. That keeps the signature's names; Keras 3's own
+  `model.export(format="litert")` names its one output `output_0` and drops `classes`, and
+  converting the Keras 3 model itself is what breaks (keras-team/keras#18430, tensorflow#63867).
+  litert_int8 quantizes weights and activations to int8 after training, calibrated on
+  training images; the pixels still enter as uint8 and the probabilities leave as float32.
+- onnx: tf2onnx converts the serving `tf.function`, on both lines; Keras 3's own
+  `model.export(format="onnx")` refuses a model loaded from a file ("has never called") and
+  names its output `output_0`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mnist_keras.compat import KERAS_3
+from mnist_keras.errors import ConfigError
+
+SAVED_MODEL, ONNX, LITERT, LITERT_INT8 = "saved_model", "onnx", "litert", "litert_int8"
+FORMATS = (SAVED_MODEL, ONNX, LITERT, LITERT_INT8)
+# The file each format is written to beside the SavedModel's <version>/ folder.
+SUFFIXES = {ONNX: ".onnx", LITERT: ".tflite", LITERT_INT8: ".int8.tflite"}
+# What writing a format needs beyond TensorFlow and Keras: (modules, the extra that installs them).
+NEEDS = {ONNX: (("tf2onnx", "onnx", "onnxruntime"), "onnx")}
+ONNX_OPSET = 17  # ONNX Runtime 1.14 and later, onnxruntime-web, ML.NET
+CALIBRATION_IMAGES = 500  # training images that set litert_int8's activation ranges
+
+
+def check_formats(formats: Sequence[str], flag: str) -> None:
+    """Raise ConfigError naming `flag` when a format is unknown or its extra is not installed."""
+    for name in formats:
+        if name not in FORMATS:
+            raise ConfigError(f"{flag} {name!r}: must be one of {', '.join(FORMATS)}")
+        modules, extra = NEEDS.get(name, ((), ""))
+        missing = [m for m in modules if importlib.util.find_spec(m) is None]
+        if missing:
+            raise ConfigError(
+                f"{flag} {name} needs {', '.join(missing)}: pip install 'mnist-keras[{extra}]'"
+            )
+
+
+def file_name(version: int, name: str) -> str:
+    """`<version>/` for the SavedModel, `<version><suffix>` for the single-file formats."""
+    return str(version) if name == SAVED_MODEL else f"{version}{SUFFIXES[name]}"
+
+
+def write_saved_model(model: keras.Model, signatures: dict, path: Path) -> None:
+    """Keras 3: ExportArchive, the only route every loader (TF Serving too) reads correctly.
+    Keras 2: no ExportArchive; tf.saved_model.save of a tf.Module holding the model."""
+    if KERAS_3:
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        for name, function in signatures.items():
+            archive.add_endpoint(name, function)
+        archive.write_out(str(path), verbose=False)
+    else:
+        module = tf.Module()
+        module.model = model
+        tf.saved_model.save(module, str(path), signatures=signatures)
+
+
+def to_litert(saved_model: Path, signature: str, calibration: np.ndarray | None = None) -> bytes:
+    """The SavedModel's `signature` as a LiteRT flatbuffer; int8 when `calibration` images
+    (uint8 [N, 28, 28]) are given to set the activation ranges."""
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model), [signature])
+    if calibration is not None:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.representative_dataset = _one_at_a_time(calibration)
+    return converter.convert()
+
+
+def _one_at_a_time(images: np.ndarray) -> Callable[[], object]:
+    def dataset():
+        for image in images:
+            yield [image[None]]
+
+    return dataset
+
+
+def to_onnx(signature: tf.types.experimental.GenericFunction) -> bytes:
+    """The serving `tf.function` as an ONNX model with its input and output names."""
+    import tf2onnx  # an extra: check_formats says how to install it
+
+    proto, _ = tf2onnx.convert.from_function(
+        signature, input_signature=signature.input_signature, opset=ONNX_OPSET
+    )
+    return proto.SerializeToString()
+
+
+def calibration_images(images: np.ndarray, seed: int) -> np.ndarray:
+    """CALIBRATION_IMAGES training images drawn with `seed`, for litert_int8."""
+    rng = np.random.default_rng(seed)
+    count = min(CALIBRATION_IMAGES, len(images))
+    return images[np.sort(rng.choice(len(images), count, replace=False))]
