@@ -29,10 +29,10 @@ import tensorflow as tf
 from mnist_keras import console, wild
 from mnist_keras.callbacks import EpochTimer
 from mnist_keras.config import TrainConfig, resolve_config
-from mnist_keras.contract import SIGNATURE
 from mnist_keras.data import Mnist, batches_per_pass, load_mnist, make_dataset
 from mnist_keras.errors import ConfigError, MnistKerasError
-from mnist_keras.export import export_saved_model
+from mnist_keras.export import export_model
+from mnist_keras.formats import FORMATS, calibration_images, check_formats
 from mnist_keras.model import build_model
 from mnist_keras.runs import write_json
 from mnist_keras.runtimes import load_classifier
@@ -437,20 +437,29 @@ def measure_architectures(
 
 
 def measure_inference(data: Mnist, calls: int, repeats: int) -> dict[str, Any]:
-    """The exported SavedModel under tf.saved_model.load, beside PyTorch eager inference."""
-    model = build_model(TrainConfig(hidden_units=128), steps_per_epoch=1)
+    """The default network exported in every format, each run in its own runtime as `predict`
+    runs it, beside PyTorch eager inference of the same network."""
+    keras.utils.set_random_seed(0)
+    model = build_model(TrainConfig(), steps_per_epoch=1)  # weights do not change the timings
+    one, many = data.x_test[:1], _batch_of(data.x_test, 10000)
+    figures: dict[str, Any] = {}
+    runnable = []
+    for name in FORMATS:
+        try:
+            check_formats([name], "--format")
+            runnable.append(name)
+        except ConfigError as exc:
+            figures[name] = {"skipped": str(exc)}
     with tempfile.TemporaryDirectory() as tmp:
-        path = export_saved_model(model, Path(tmp) / "mnist")
-        serve = tf.saved_model.load(str(path)).signatures[SIGNATURE]
-        one, many = tf.constant(data.x_test[:1]), tf.constant(_batch_of(data.x_test, 10000))
-        saved_model = _latency_and_throughput(
-            lambda x: serve(images=x)["classes"].numpy(), one, many, calls, repeats
-        )
-    figures = {"savedmodel": saved_model}
+        calibration = calibration_images(data.x_train, 0)
+        for e in export_model(model, Path(tmp) / "mnist", runnable, calibration):
+            classifier = load_classifier(e.path)
+            timings = _latency_and_throughput(classifier, one, many, calls, repeats)
+            figures[e.format] = {"size_mb": round(e.size_bytes / 1e6, 3), **timings}
     if importlib.util.find_spec("torch") is None:
         figures["torch_eager"] = {"skipped": "torch not installed"}
     else:
-        figures["torch_eager"] = _torch_inference(data, calls, repeats)
+        figures["torch_eager"] = _torch_inference(data, TrainConfig.hidden_units, calls, repeats)
     return figures
 
 
@@ -479,10 +488,10 @@ def _latency_and_throughput(fn, one, many, calls: int, repeats: int) -> dict[str
     }
 
 
-def _torch_inference(data: Mnist, calls: int, repeats: int) -> dict[str, float]:
+def _torch_inference(data: Mnist, hidden: int, calls: int, repeats: int) -> dict[str, float]:
     import torch
 
-    model = _torch_mlp(128).eval()
+    model = _torch_mlp(hidden).eval()
     one = torch.from_numpy(data.x_test[:1].reshape(1, 784))
     many = torch.from_numpy(_batch_of(data.x_test, 10000).reshape(-1, 784))
 
@@ -517,7 +526,7 @@ def run_bench(config: BenchConfig, data: Mnist | None = None, progress=None) -> 
             training.append(measure_training(name, data, hidden, batch, config))
     say("time to 98% test accuracy, default configuration")
     to_target = time_to_accuracy(data, 0.98, config.seed)
-    say("inference of the exported SavedModel")
+    say("inference of every export format, each in its own runtime")
     inference = measure_inference(data, config.latency_calls, config.repeats)
     say(f"recipes {', '.join(RECIPES)}, full training, seeds 1-{config.recipe_seeds}")
     recipes = measure_recipes(data, range(1, config.recipe_seeds + 1))

@@ -300,15 +300,54 @@ def print_bench(report: dict[str, Any]) -> None:
         "time to 98% test accuracy (default config)",
         f"{to_98['seconds']} s" if to_98["seconds"] else "not reached",
     )
-    for name, values in report["inference"].items():
-        for key, value in values.items():
-            figures.add_row(f"{name} {key}", f"{value:,.3f}" if isinstance(value, float) else value)
     figures.add_row("peak memory (MB)", f"{report['peak_memory_mb']:,.0f}")
     console.print(figures)
+    console.print(_inference_table(report["inference"]))
     if report["recipes"]:
         console.print(_recipes_table(report["recipes"]))
     if report["architectures"]:
         console.print(_architectures_table(report["architectures"]))
+
+
+RUNTIMES = {
+    "saved_model": "TensorFlow",
+    "onnx": "ONNX Runtime",
+    "litert": "LiteRT",
+    "litert_int8": "LiteRT",
+    "torch_eager": "PyTorch eager",
+}
+
+
+def _inference_table(rows: dict[str, dict[str, Any]]) -> Table:
+    """Each export format in its runtime: size, batch-1 latency, batch-10,000 throughput."""
+    table = Table(title="Inference, the default network", title_justify="left")
+    columns = (
+        "format",
+        "runtime",
+        "MB",
+        "batch 1 median ms",
+        "p99 ms",
+        "vs SavedModel",
+        "images/s",
+    )
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("format", "runtime") else "right")
+    base = rows.get("saved_model", {}).get("batch1_median_ms")
+    for name, row in rows.items():
+        if "skipped" in row:
+            table.add_row(name, RUNTIMES.get(name, ""), f"[dim]skipped: {row['skipped']}[/]")
+            continue
+        median = row["batch1_median_ms"]
+        table.add_row(
+            name,
+            RUNTIMES.get(name, ""),
+            f"{row['size_mb']:.2f}" if "size_mb" in row else "",
+            f"{median:.3f}",
+            f"{row['batch1_p99_ms']:.3f}",
+            f"{median / base:.2f}x" if base else "",
+            f"{row['batch10000_images_per_second']:,.0f}",
+        )
+    return table
 
 
 def _architectures_table(rows: list[dict[str, Any]]) -> Table:

@@ -10,6 +10,7 @@ import pytest
 from conftest import synthetic_mnist, write_idx_folder
 
 from mnist_keras.bench import PEERS, SHAPES
+from mnist_keras.formats import FORMATS
 
 pytestmark = pytest.mark.slow
 
@@ -62,10 +63,13 @@ def test_bench_writes_every_field(tmp_path):
             assert row[key] > 0, (row["peer"], key)
     assert set(report["ceiling_gflops"]) == {f"{h}x{b}" for h, b in SHAPES}
     assert set(report["time_to_98"]) == {"target", "seconds", "reached", "max_epochs"}
-    saved = report["inference"]["savedmodel"]
-    assert saved["batch1_median_ms"] <= saved["batch1_p99_ms"]
-    assert saved["batch10000_images_per_second"] > 0
-    assert "torch_eager" in report["inference"] and report["peak_memory_mb"] > 0
+    assert list(report["inference"]) == [*FORMATS, "torch_eager"]
+    for name in FORMATS:  # the dev extras install every runtime
+        figures = report["inference"][name]
+        assert figures["batch1_median_ms"] <= figures["batch1_p99_ms"], name
+        assert figures["batch10000_images_per_second"] > 0 and figures["size_mb"] > 0, name
+    assert report["inference"]["litert_int8"]["size_mb"] < report["inference"]["litert"]["size_mb"]
+    assert "Inference, the default network" in result.stdout and report["peak_memory_mb"] > 0
     assert [(r["preset"], r["seed"]) for r in report["recipes"]] == [("default", 1), ("v0.1", 1)]
     for row, epochs in zip(report["recipes"], (30, 20), strict=True):
         assert 0 < row["test_accuracy"] <= 1 and row["fit_seconds"] > 0

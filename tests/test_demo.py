@@ -15,6 +15,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -25,6 +26,7 @@ from mnist_keras import demo, demo_page
 from mnist_keras.demo import MAX_BODY, Backend, create_app
 from mnist_keras.demo_page import Server, free_port
 from mnist_keras.errors import NoExportError
+from mnist_keras.export import export_model
 from mnist_keras.handwriting import DIGIT_STROKES, pen_path
 from mnist_keras.predict import to_mnist
 from mnist_keras.runs import newest_export
@@ -64,6 +66,32 @@ def test_model_status_as_tf_serving_reports_it(client, classifier):
     (status,) = answer.json()["model_version_status"]
     assert status["state"] == "AVAILABLE" and status["version"] == classifier.path.name
     assert status["status"]["error_code"] == "OK"
+
+
+@pytest.fixture(scope="module")
+def file_exports(trained, tmp_path_factory) -> dict[str, Path]:
+    """The trained model's LiteRT files (train writes them) and an ONNX file."""
+    files = {e.format: e.path for e in trained.exports if e.format != "saved_model"}
+    model = keras.saving.load_model(str(trained.run.keras_model))
+    (onnx,) = export_model(model, tmp_path_factory.mktemp("demo_onnx"), ["onnx"])
+    return {**files, "onnx": onnx.path}
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "litert", "litert_int8"])
+def test_demo_serves_onnx_and_litert_files_as_tf_serving_would(
+    file_exports, fmt, classifier, real_mnist
+):
+    args = demo.build_parser().parse_args(["--model", str(file_exports[fmt])])
+    client = TestClient(create_app(demo.backend_from_args(args)))
+    (status,) = client.get("/v1/models/mnist").json()["model_version_status"]
+    assert status["version"] == "1"
+    images = real_mnist.x_test[:50]
+    predictions = _predict(client, {"instances": images.tolist()}).json()["predictions"]
+    served, direct = np.array([p["probabilities"] for p in predictions]), classifier(images)
+    if fmt == "litert_int8":  # quantized: the same reading of nearly every digit
+        assert np.mean(served.argmax(axis=1) == direct.argmax(axis=1)) >= 0.9
+    else:
+        np.testing.assert_allclose(served, direct, atol=1e-5)
 
 
 BAD_BODIES = {
