@@ -42,7 +42,7 @@ def print_line(text: str) -> None:
 def print_config(config: dict[str, Any], title: str) -> None:
     table = Table(title=title, show_header=False, title_justify="left")
     for key, value in config.items():
-        table.add_row(key, str(value))
+        table.add_row(key, " ".join(value) if isinstance(value, (list, tuple)) else str(value))
     console.print(table)
 
 
@@ -321,17 +321,10 @@ RUNTIMES = {
 def _inference_table(rows: dict[str, dict[str, Any]]) -> Table:
     """Each export format in its runtime: size, batch-1 latency, batch-10,000 throughput."""
     table = Table(title="Inference, the default network", title_justify="left")
-    columns = (
-        "format",
-        "runtime",
-        "MB",
-        "batch 1 median ms",
-        "p99 ms",
-        "vs SavedModel",
-        "images/s",
-    )
+    columns = ("format", "runtime", "MB", "batch 1 ms", "p99 ms", "vs SavedModel", "batch 10k/s")
     for column in columns:
-        table.add_column(column, justify="left" if column in ("format", "runtime") else "right")
+        left = column in ("format", "runtime")
+        table.add_column(column, justify="left" if left else "right", no_wrap=column == "format")
     base = rows.get("saved_model", {}).get("batch1_median_ms")
     for name, row in rows.items():
         if "skipped" in row:

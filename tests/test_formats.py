@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from conftest import assert_clean_failure, run_cli
 
+from mnist_keras import export as export_mod
 from mnist_keras import runtimes
 from mnist_keras.errors import ConfigError, ExportError, ModelError
 from mnist_keras.export import Exported, export_model
@@ -173,6 +174,18 @@ def test_full_disk_while_writing_a_file_leaves_nothing(mlp_exports, tmp_path, mo
     with pytest.raises(ExportError, match="No space left on device"):
         export_model(model, tmp_path, FORMATS, np.zeros((9, 28, 28), np.uint8))
     assert sorted(p.name for p in tmp_path.iterdir()) == before == [first[0].path.name]
+
+
+def test_export_cli_on_a_full_disk_is_one_error_line(trained, tmp_path, monkeypatch, capsys):
+    def full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    args = [str(trained.run.keras_model), "--out", str(tmp_path / "served"), "--format", "onnx"]
+    assert export_mod.main([*args, "litert_int8"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and "No space left on device" in err
+    assert list((tmp_path / "served" / "mnist").iterdir()) == []
 
 
 def test_runtimes_refuse_files_they_cannot_run(tmp_path):
