@@ -148,6 +148,15 @@ def test_each_runtime_loads_by_the_file_and_measures_the_same_accuracy(mlp_expor
     assert abs(measured["litert_int8"] - keras_accuracy) <= 0.003  # the budget
 
 
+def test_train_exports_the_default_formats_and_records_them(trained):
+    metrics = json.loads(trained.run.metrics_json.read_text())
+    assert [e["format"] for e in metrics["exports"]] == ["saved_model", "litert", "litert_int8"]
+    assert metrics["exports"][0]["path"] == metrics["export_path"]
+    for row in metrics["exports"]:
+        assert Path(row["path"]).exists() and row["size_bytes"] > 0
+        assert abs(row["test_accuracy"] - metrics["test_accuracy"]) <= 0.003, row
+
+
 def test_check_formats_names_the_flag_and_the_extra(monkeypatch):
     with pytest.raises(ConfigError, match="--format 'pb': must be one of"):
         check_formats(["saved_model", "pb"], "--format")
