@@ -1,9 +1,8 @@
 """mnist-keras: an MNIST classifier built, trained, evaluated and exported with modern Keras."""
 
-import os
+from mnist_keras.quiet import tensorflow_logs_off
 
-# TensorFlow's C++ start-up chatter (CUDA probes, oneDNN notices) buries our own output;
-# a user who wants it back sets TF_CPP_MIN_LOG_LEVEL themselves.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Before any module of ours imports TensorFlow: its start-up notices would bury our output.
+tensorflow_logs_off()
 
 __version__ = "0.1.0"

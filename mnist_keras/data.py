@@ -81,6 +81,16 @@ def load_mnist(source: PathLike | None = None) -> Mnist:
     raise DataError(f"{path}: no such file or folder (expected a folder of IDX files or a .npz)")
 
 
+def source_name(source: PathLike | None = None) -> str:
+    """Where `load_mnist(source)` reads from, in words, before it reads."""
+    if source is not None:
+        return str(source)
+    if os.environ.get(ENV_VAR):
+        return f"{os.environ[ENV_VAR]} (${ENV_VAR})"
+    cache = keras_cache_path()
+    return f"{cache} (the Keras cache{'' if cache.is_file() else ', downloaded first'})"
+
+
 def read_idx_folder(folder: Path) -> Mnist:
     """Read the four IDX files (gzipped or raw, dashed or dotted names) from a folder."""
     paths = {key: _find_idx(folder, stem, kind) for key, (stem, kind, _) in IDX_FILES.items()}

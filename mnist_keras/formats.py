@@ -27,6 +27,7 @@ import tensorflow as tf
 
 from mnist_keras.compat import KERAS_3
 from mnist_keras.errors import ConfigError
+from mnist_keras.quiet import native_stderr
 
 SAVED_MODEL, ONNX, LITERT, LITERT_INT8 = "saved_model", "onnx", "litert", "litert_int8"
 FORMATS = (SAVED_MODEL, ONNX, LITERT, LITERT_INT8)
@@ -79,7 +80,8 @@ def to_litert(saved_model: Path, signature: str, calibration: np.ndarray | None 
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.representative_dataset = _one_at_a_time(calibration)
-    return converter.convert()
+    with native_stderr():  # the converter prints its settings
+        return converter.convert()
 
 
 def _one_at_a_time(images: np.ndarray) -> Callable[[], object]:
@@ -94,9 +96,10 @@ def to_onnx(signature: tf.types.experimental.GenericFunction) -> bytes:
     """The serving `tf.function` as an ONNX model with its input and output names."""
     import tf2onnx  # an extra: check_formats says how to install it
 
-    proto, _ = tf2onnx.convert.from_function(
-        signature, input_signature=signature.input_signature, opset=ONNX_OPSET
-    )
+    with native_stderr():
+        proto, _ = tf2onnx.convert.from_function(
+            signature, input_signature=signature.input_signature, opset=ONNX_OPSET
+        )
     return proto.SerializeToString()
 
 

@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from mnist_keras.contract import INPUT_NAME, OUTPUT_CLASSES, OUTPUT_PROBABILITIES, SIGNATURE
 from mnist_keras.errors import ModelError, first_line
+from mnist_keras.quiet import native_stderr
 
 if TYPE_CHECKING:  # export.py runs this module's measure(): no import cycle at run time
     from mnist_keras.export import Exported
@@ -158,9 +159,11 @@ def _interpreter(path: Path):
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
         Interpreter = tf.lite.Interpreter
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), native_stderr():  # LiteRT announces its CPU delegate
         warnings.simplefilter("ignore")
-        return Interpreter(model_path=str(path), num_threads=os.cpu_count())
+        interpreter = Interpreter(model_path=str(path), num_threads=os.cpu_count())
+        interpreter.allocate_tensors()  # where the delegate is applied, and says so
+        return interpreter
 
 
 def _contract_error(path: Path) -> str:

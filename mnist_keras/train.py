@@ -42,6 +42,7 @@ from mnist_keras.data import (
     execution_size,
     load_mnist,
     make_dataset,
+    source_name,
     split_validation,
 )
 from mnist_keras.distribute import is_chief, make_strategy, xla_allowed
@@ -478,7 +479,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         config = config_from_args(args)
-        console.print_config(config.to_dict(), "Configuration")
+        console.print_config(
+            {**config.to_dict(), "data": source_name(config.data)}, "Configuration"
+        )
         result = run(config, args.runs_dir, args.resume, callbacks=[progress])
     except TrainingInterrupted as exc:
         progress.live.stop()

@@ -128,15 +128,16 @@ def run_cli(command: str, *args: str, cwd: Path | None = None, env: dict | None 
 
 
 def error_lines(result: subprocess.CompletedProcess) -> list[str]:
-    """Our `error:` lines on stderr (TensorFlow's own start-up log lines are not ours)."""
+    """Our `error:` lines on stderr."""
     return [line for line in result.stderr.splitlines() if line.startswith("error:")]
 
 
 def assert_clean_failure(result, message: str, untouched: Sequence[Path] = ()) -> None:
-    """Exit 2, one error line that says `message`, no traceback, nothing created."""
+    """Exit 2, one error line that says `message` and nothing else on stderr (no traceback, no
+    TensorFlow log), nothing created."""
     assert result.returncode == 2, result.stderr[-3000:]
     errors = error_lines(result)
     assert len(errors) == 1 and message in errors[0], result.stderr[-3000:]
-    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines() == errors, result.stderr[-3000:]
     for path in untouched:
         assert not path.exists(), path

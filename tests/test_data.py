@@ -15,6 +15,7 @@ from mnist_keras.data import (
     execution_size,
     load_mnist,
     make_dataset,
+    source_name,
     split_validation,
 )
 from mnist_keras.errors import ConfigError, DataError
@@ -252,3 +253,16 @@ def test_bad_environment_path_says_where_it_came_from(monkeypatch, tmp_path):
 def test_execution_size_divides_the_epoch_nearest_the_wish(steps, wanted, size):
     assert execution_size(steps, wanted) == size
     assert steps % size == 0
+
+
+def test_source_name_says_where_the_data_comes_from(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    cache = tmp_path / "keras" / "datasets" / "mnist.npz"
+    assert source_name() == f"{cache} (the Keras cache, downloaded first)"
+    cache.parent.mkdir(parents=True)
+    cache.write_bytes(b"")
+    assert source_name() == f"{cache} (the Keras cache)"
+    monkeypatch.setenv(ENV_VAR, "/data/mnist")
+    assert source_name() == f"/data/mnist (${ENV_VAR})"
+    assert source_name("elsewhere.npz") == "elsewhere.npz"

@@ -1,0 +1,63 @@
+"""TensorFlow's native log, kept off the console: only the package's own lines reach the user.
+
+TensorFlow 2.21 writes its start-up notices (CUDA probes, oneDNN, CPU features) from C++ before
+its log level is read, and the LiteRT converter and interpreter print their own; no setting
+turns those off. Native writes to stderr are therefore captured while TensorFlow is imported
+and while a LiteRT file is made or loaded, and shown only when that fails, or always when
+MNIST_KERAS_VERBOSE is set (to anything but 0).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+
+VERBOSE = os.environ.get("MNIST_KERAS_VERBOSE", "0") not in ("", "0")
+
+
+@contextlib.contextmanager
+def native_stderr() -> Iterator[None]:
+    """Capture what anything, native code included, writes to file descriptor 2 in the block;
+    write it out after all if the block raises, or when VERBOSE."""
+    if VERBOSE:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            _restore(saved)
+            capture.seek(0)
+            os.write(2, capture.read())
+            raise
+        _restore(saved)
+
+
+def _restore(saved: int) -> None:
+    sys.stderr.flush()
+    os.dup2(saved, 2)
+    os.close(saved)
+
+
+def tensorflow_logs_off() -> None:
+    """Keep TensorFlow's C++ log to fatal errors and its Python log to errors (its exceptions
+    still raise), and import it with its start-up notices captured."""
+    if VERBOSE:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with native_stderr():
+        import tensorflow as tf
+
+        if int(tf.__version__.split(".")[1]) < 16:
+            # TF 2.15 logs "Compiled cluster using XLA!" at the first XLA compilation whatever
+            # the level, once per process: spend it here, on a one-addition function.
+            tf.function(lambda: tf.constant(0.0) + 1.0, jit_compile=True)()
+    # Its Python warnings too (retracing hints when a search builds model after model).
+    tf.get_logger().setLevel(logging.ERROR)
