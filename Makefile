@@ -34,7 +34,7 @@ train: $(VENV)/.installed
 # The benchmark installs PyTorch (the bench extra) on first use; the tests never need it.
 bench: $(VENV)/.installed fonts
 	$(VENV)/bin/python -c "import torch" 2>/dev/null || $(VENV)/bin/python -m pip install --quiet -e '.[dev,demo,bench]'
-	$(VENV)/bin/python -m mnist_keras.bench $(ARGS)
+	$(VENV)/bin/python -m benchmarks.bench $(ARGS)
 
 tune: $(VENV)/.installed
 	$(VENV)/bin/python -m mnist_keras.tune $(ARGS)

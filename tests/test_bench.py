@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import synthetic_mnist, write_idx_folder
 
-from mnist_keras.bench import PEERS, SHAPES
+from benchmarks.bench import PEERS, SHAPES
 from mnist_keras.formats import FORMATS
+
+# The benchmarks are not installed with the package: they run from the checkout.
+CHECKOUT_ON_PATH = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
 
 pytestmark = pytest.mark.slow
 
@@ -22,7 +27,7 @@ def test_bench_writes_every_field(tmp_path):
         [
             sys.executable,
             "-m",
-            "mnist_keras.bench",
+            "benchmarks.bench",
             "--data",
             str(data),
             "--epochs",
@@ -39,6 +44,7 @@ def test_bench_writes_every_field(tmp_path):
             "bench",
         ],
         cwd=tmp_path,
+        env=CHECKOUT_ON_PATH,
         capture_output=True,
         text=True,
         timeout=600,
@@ -104,8 +110,9 @@ def test_bench_writes_every_field(tmp_path):
 def test_bench_bad_flag(tmp_path, args, message):
     data = write_idx_folder(tmp_path / "data", synthetic_mnist(n_train=300, n_test=50))
     result = subprocess.run(
-        [sys.executable, "-m", "mnist_keras.bench", "--data", str(data), *args],
+        [sys.executable, "-m", "benchmarks.bench", "--data", str(data), *args],
         cwd=tmp_path,
+        env=CHECKOUT_ON_PATH,
         capture_output=True,
         text=True,
         timeout=300,

@@ -1,8 +1,9 @@
-"""Benchmarks against peers: `python -m mnist_keras.bench` (also `make bench`).
+"""Benchmarks against peers: `python -m benchmarks.bench` from the checkout (also `make bench`).
 
 Everything runs in one process, one after another, so the figures compare as ratios. Peers that
 are not installed (PyTorch, scikit-learn) are reported as skipped. The TF1 graph loop is the
-tutorial this package replaces, kept as the historical reference: the only `tf.compat.v1` here.
+tutorial this package replaces, kept as the historical reference: the only `tf.compat.v1` in the
+repository, outside the installed package.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from benchmarks.report import print_report
 from mnist_keras import console, wild
 from mnist_keras.callbacks import EpochTimer
 from mnist_keras.config import TrainConfig, resolve_config
@@ -575,7 +577,7 @@ def write_report(report: dict[str, Any], out_dir: Path) -> Path:
 
 def build_parser() -> console.Parser:
     d = BenchConfig
-    p = console.Parser(prog="python -m mnist_keras.bench", description=__doc__.splitlines()[0])
+    p = console.Parser(prog="python -m benchmarks.bench", description=__doc__.splitlines()[0])
     p.add_argument("--data", metavar="PATH", help="as train's --data")
     p.add_argument(
         "--epochs",
@@ -635,7 +637,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MnistKerasError as exc:
         console.print_error(str(exc))
         return 2
-    console.print_bench(report)
+    print_report(report)
     console.console.print(f"written to {path}", soft_wrap=True, highlight=False)
     return 0
 
