@@ -105,10 +105,12 @@ def export_model(
             size = sum(f.stat().st_size for f in final.rglob("*") if f.is_file())
             exports.insert(0, Exported(SAVED_MODEL, final, size))
         return exports
-    except OSError as exc:
+    except BaseException as exc:  # Ctrl-C too: no file of a half-written version stays
         for path in written:
             path.unlink(missing_ok=True)
-        raise ExportError(f"{model_dir}: export failed ({first_line(exc)})") from exc
+        if isinstance(exc, OSError):
+            raise ExportError(f"{model_dir}: export failed ({first_line(exc)})") from exc
+        raise
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -12,6 +12,7 @@ import keras
 from mnist_keras.config import TrainConfig
 from mnist_keras.data import IMAGE_SHAPE, NUM_CLASSES
 from mnist_keras.dropout import HashDropout
+from mnist_keras.quiet import spend_xla_notice
 
 OPTIMIZER_CLASSES = {
     "adam": keras.optimizers.Adam,
@@ -42,6 +43,7 @@ def build_model(config: TrainConfig, steps_per_epoch: int) -> keras.Model:
 
 def compile_model(model: keras.Model, optimizer: keras.optimizers.Optimizer, **options) -> None:
     """Softmax outputs against integer labels: sparse categorical cross-entropy, and accuracy."""
+    spend_xla_notice()
     model.compile(
         optimizer=optimizer,
         loss="sparse_categorical_crossentropy",

@@ -10,6 +10,7 @@ MNIST_KERAS_VERBOSE is set (to anything but 0).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import sys
@@ -54,10 +55,18 @@ def tensorflow_logs_off() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with native_stderr():
         import tensorflow as tf
-
-        if int(tf.__version__.split(".")[1]) < 16:
-            # TF 2.15 logs "Compiled cluster using XLA!" at the first XLA compilation whatever
-            # the level, once per process: spend it here, on a one-addition function.
-            tf.function(lambda: tf.constant(0.0) + 1.0, jit_compile=True)()
     # Its Python warnings too (retracing hints when a search builds model after model).
     tf.get_logger().setLevel(logging.ERROR)
+
+
+@functools.cache
+def spend_xla_notice() -> None:
+    """TF 2.15 logs "Compiled cluster using XLA!" at the first XLA compilation whatever the log
+    level, once per process: spend it, captured, on a one-addition function. Called when a model
+    is compiled, not at import: a multi-worker strategy must be made before any TensorFlow op."""
+    import tensorflow as tf
+
+    if VERBOSE or int(tf.__version__.split(".")[1]) >= 16:
+        return
+    with native_stderr():
+        tf.function(lambda: tf.constant(0.0) + 1.0, jit_compile=True)()
