@@ -58,7 +58,7 @@ class TrainConfig:
     # batch_size is per replica, so each step's global batch is batch_size x replicas.
     distribute: str = "none"
     # What the run exports beside the .keras file (formats.FORMATS); the SavedModel always. The
-    # LiteRT files add about 2 s to a 50 s run (README, "Beyond TensorFlow"); onnx needs its extra.
+    # LiteRT files add about 1.3 s to a 47 s run (README, "ONNX and LiteRT"); onnx needs its extra.
     export_formats: tuple[str, ...] = ("saved_model", "litert", "litert_int8")
     preset: str = "default"  # the preset these values started from
 
