@@ -8,7 +8,6 @@ repository, outside the installed package.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
 import importlib.util
@@ -30,15 +29,24 @@ import tensorflow as tf
 from benchmarks.report import print_report
 from mnist_keras import console, wild
 from mnist_keras.callbacks import EpochTimer
+from mnist_keras.compat import versions
 from mnist_keras.config import TrainConfig, resolve_config
-from mnist_keras.data import Mnist, batches_per_pass, load_mnist, make_dataset
-from mnist_keras.errors import ConfigError, MnistKerasError
+from mnist_keras.data import (
+    Mnist,
+    batches_per_pass,
+    epoch_steps,
+    load_mnist,
+    make_dataset,
+    whole_epochs,
+)
+from mnist_keras.errors import ConfigError
 from mnist_keras.export import export_model
+from mnist_keras.flags import add_flags, given, option, option_fields
 from mnist_keras.formats import FORMATS, calibration_images, check_formats
 from mnist_keras.model import build_model
 from mnist_keras.runs import write_json
 from mnist_keras.runtimes import load_classifier
-from mnist_keras.train import epoch_steps, run, whole_epochs
+from mnist_keras.train import run
 
 SHAPES = ((64, 100), (128, 128))  # (hidden units, batch size)
 LEARNING_RATE = 1e-3  # Adam, for every peer but the TF1 reference (SGD 0.1, as the tutorial)
@@ -46,27 +54,32 @@ LEARNING_RATE = 1e-3  # Adam, for every peer but the TF1 reference (SGD 0.1, as 
 
 @dataclass(frozen=True)
 class BenchConfig:
-    data: str | None = None  # as train's --data
-    epochs: int = 3  # epochs per timed run; the first (tracing, warm-up) is reported apart
-    repeats: int = 3  # runs per figure; the median is reported
-    train_samples: int | None = None  # a slice, for a quick check
-    latency_calls: int = 1000  # batch-1 calls timed for the latency percentiles
-    recipe_seeds: int = 3  # the default and previous recipes trained with seeds 1..N (0: skip)
-    # mlp and cnn, with and without augmentation, trained as `train` does and measured on the
-    # MNIST test set and the digits in the wild (wild.py), with per_class pictures per digit.
-    architectures: bool = True
-    wild_per_class: int = wild.PER_CLASS
-    out_dir: str = "artifacts/bench"
+    data: str | None = option(None, "as train's --data", "PATH")
+    epochs: int = option(3, "epochs per timed run; the first (tracing, warm-up) is excluded", "N")
+    repeats: int = option(3, "runs per figure; the median is reported", "N")
+    train_samples: int | None = option(None, "a training slice, for a quick check", "N")
+    latency_calls: int = option(1000, "batch-1 calls timed for the latency percentiles", "N")
+    recipe_seeds: int = option(
+        3, "train the default and the previous recipe with seeds 1..N, as train does; 0 skips", "N"
+    )
+    architectures: bool = option(
+        True,
+        "train mlp and cnn, with and without --augment, as train does, and read the MNIST test "
+        "set and the digits in the wild with each (per-digit pictures)",
+    )
+    wild_per_class: int = option(
+        wild.PER_CLASS, "pen-stroke and photo pictures per digit in the wild sets", "N"
+    )
+    out_dir: str = option("artifacts/bench", "where the JSON report is written", "DIR")
     seed: int = 42
 
-    def validate(self) -> BenchConfig:
+    def __post_init__(self) -> None:
         if self.epochs < 2 or self.repeats < 1 or self.latency_calls < 100:
             raise ConfigError("--epochs must be at least 2, --repeats 1, --latency-calls 100")
         if self.recipe_seeds < 0:
             raise ConfigError("--recipe-seeds must be 0 or more")
         if self.wild_per_class < 1:
             raise ConfigError("--wild-per-class must be a positive integer")
-        return self
 
 
 @dataclass(frozen=True)
@@ -506,7 +519,6 @@ def _torch_inference(data: Mnist, hidden: int, calls: int, repeats: int) -> dict
 
 def run_bench(config: BenchConfig, data: Mnist | None = None, progress=None) -> dict[str, Any]:
     """Every measurement, as one JSON-ready dict; `progress(text)` is told what runs next."""
-    config.validate()
     data = (data or load_mnist(config.data)).head(config.train_samples)
     held_out = TrainConfig().validation_size
     if (config.recipe_seeds or config.architectures) and len(data.x_train) <= held_out:
@@ -560,7 +572,7 @@ def _report(config, data, training, ceilings, to_target, inference) -> dict[str,
     return {
         "config": dataclasses.asdict(config),
         "train_samples": len(data.x_train),
-        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
+        "versions": versions(),
         "training": rows,
         "ceiling_gflops": ceilings,
         "time_to_98": to_target,
@@ -576,69 +588,20 @@ def write_report(report: dict[str, Any], out_dir: Path) -> Path:
 
 
 def build_parser() -> console.Parser:
-    d = BenchConfig
     p = console.Parser(prog="python -m benchmarks.bench", description=__doc__.splitlines()[0])
-    p.add_argument("--data", metavar="PATH", help="as train's --data")
-    p.add_argument(
-        "--epochs",
-        type=int,
-        default=d.epochs,
-        metavar="N",
-        help=f"epochs per timed run, the first excluded ({d.epochs})",
-    )
-    p.add_argument(
-        "--repeats",
-        type=int,
-        default=d.repeats,
-        metavar="N",
-        help=f"runs per figure, median reported ({d.repeats})",
-    )
-    p.add_argument("--train-samples", type=int, metavar="N", help="a training slice (all)")
-    p.add_argument(
-        "--latency-calls",
-        type=int,
-        default=d.latency_calls,
-        metavar="N",
-        help=f"batch-1 calls timed ({d.latency_calls})",
-    )
-    p.add_argument(
-        "--recipe-seeds",
-        type=int,
-        default=d.recipe_seeds,
-        metavar="N",
-        help="train the default and the previous recipe with seeds 1..N, as `train` does "
-        f"({d.recipe_seeds}; 0 skips)",
-    )
-    p.add_argument(
-        "--architectures",
-        action=argparse.BooleanOptionalAction,
-        default=d.architectures,
-        help="train mlp and cnn, with and without --augment, as `train` does, and read the "
-        f"MNIST test set and the digits in the wild with each ({d.architectures})",
-    )
-    p.add_argument(
-        "--wild-per-class",
-        type=int,
-        default=d.wild_per_class,
-        metavar="N",
-        help=f"pen-stroke and photo pictures per digit in the wild sets ({d.wild_per_class})",
-    )
-    p.add_argument("--out-dir", default=d.out_dir, metavar="DIR", help=f"({d.out_dir})")
+    add_flags(p, BenchConfig)
     return p
 
 
+@console.cli()
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-        config = BenchConfig(**{k: v for k, v in vars(args).items()}).validate()
-        with console.status("benchmarking") as status:
-            report = run_bench(config, progress=status.update)
-        path = write_report(report, Path(config.out_dir))
-    except MnistKerasError as exc:
-        console.print_error(str(exc))
-        return 2
+    args = build_parser().parse_args(argv)
+    config = BenchConfig(**given(args, option_fields(BenchConfig)))
+    with console.status("benchmarking") as status:
+        report = run_bench(config, progress=status.update)
+    path = write_report(report, Path(config.out_dir))
     print_report(report)
-    console.console.print(f"written to {path}", soft_wrap=True, highlight=False)
+    console.print_line(f"written to {path}")
     return 0
 
 

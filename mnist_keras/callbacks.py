@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import inspect
 import os
 import signal
 import threading
@@ -14,6 +13,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from mnist_keras.compat import backup_options
 from mnist_keras.data import IMAGE_SHAPE
 from mnist_keras.runs import RunDir
 
@@ -33,7 +33,7 @@ def make_callbacks(
     return [
         # The backup, then at once the history row: a resumed run counts finished epochs in
         # history.csv to skip the batches they used, so the two must not drift apart.
-        keras.callbacks.BackupAndRestore(str(run.backup), **_backup_options()),
+        keras.callbacks.BackupAndRestore(str(run.backup), **backup_options()),
         keras.callbacks.CSVLogger(str(run.history_csv), append=True),
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.TensorBoard(
@@ -50,14 +50,6 @@ def make_callbacks(
         PublishCheckpoint(run.checkpoint_partial, run.best_checkpoint),
         EpochTimer(),
     ]
-
-
-def _backup_options() -> dict[str, bool]:
-    """Keras 3 writes its backup over the last one, so a kill mid-write would leave none that
-    loads; `double_checkpoint` keeps the previous one and falls back to it. Keras 2's checkpoint
-    manager writes each backup beside the last and has no such option."""
-    parameters = inspect.signature(keras.callbacks.BackupAndRestore).parameters
-    return {"double_checkpoint": True} if "double_checkpoint" in parameters else {}
 
 
 class PublishCheckpoint(keras.callbacks.Callback):
@@ -114,6 +106,11 @@ class EpochTimer(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.seconds.append(self._last_step - self._start)
+
+    def samples_per_second(self, per_epoch: int) -> float:
+        """Over the epochs after the first (tracing and warm-up), or the first alone."""
+        steady = self.seconds[1:] or self.seconds
+        return per_epoch * len(steady) / max(sum(steady), 1e-9)
 
 
 class RaiseOnInterrupt(keras.callbacks.Callback):

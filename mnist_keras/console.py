@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import time
+import weakref
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import keras
 import numpy as np
@@ -17,10 +19,49 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from mnist_keras.errors import ConfigError
+from mnist_keras.errors import ConfigError, MnistKerasError
+
+if TYPE_CHECKING:
+    from mnist_keras.train import Fitted, TrainResult
 
 console = Console()
 stderr = Console(stderr=True)
+_displays: weakref.WeakSet[Live] = weakref.WeakSet()  # every live display made here
+
+
+def cli(interrupted: str = "interrupted") -> Callable:
+    """Decorate a CLI's `main(argv) -> int`: a typed error becomes one line on stderr and its
+    exit code (2: bad input), Ctrl-C the `interrupted` line and 130, live displays stopped first
+    so the line is not drawn over."""
+
+    def decorate(main: Callable[..., int]) -> Callable[..., int]:
+        @functools.wraps(main)
+        def wrapped(*args: Any, **kwargs: Any) -> int:
+            try:
+                return main(*args, **kwargs)
+            except MnistKerasError as exc:
+                _stop_displays()
+                print_error(str(exc))
+                return exc.exit_code
+            except KeyboardInterrupt:
+                _stop_displays()
+                print_error(interrupted)
+                return 130
+
+        return wrapped
+
+    return decorate
+
+
+def _live(renderable: Any, **kwargs: Any) -> Live:
+    live = Live(renderable, console=console, **kwargs)
+    _displays.add(live)
+    return live
+
+
+def _stop_displays() -> None:
+    for live in list(_displays):
+        live.stop()  # does nothing to one never started
 
 
 class Parser(argparse.ArgumentParser):
@@ -62,7 +103,7 @@ class FitProgress(keras.callbacks.Callback):
             TextColumn("{task.fields[metrics]}"),
             console=console,
         )
-        self.live = Live(Group(self.table, self.progress), console=console, transient=False)
+        self.live = _live(Group(self.table, self.progress), transient=False)
         self.task: int | None = None
         self._epoch_start = 0.0
 
@@ -116,6 +157,33 @@ def print_summary(figures: dict[str, Any], paths: dict[str, Any], confusion: np.
     console.print(_confusion_table(confusion))
     for key, value in paths.items():  # whole, never truncated: people copy these
         console.print(f"[bold]{key}:[/] {value}", soft_wrap=True, highlight=False)
+
+
+def print_train_result(result: TrainResult) -> None:
+    figures = {
+        "test accuracy": result.evaluation.accuracy,
+        "test loss": result.evaluation.loss,
+        "epochs": len(result.history),
+        "training time": f"{result.train_seconds:.1f} s",
+        "samples per second": f"{result.samples_per_second:,.0f}",
+        "replicas": result.replicas,
+    }
+    paths = {
+        "run folder": result.run.path,
+        "SavedModel": result.export_path,
+        "Keras model": result.run.keras_model,
+        "TensorBoard": f"tensorboard --logdir {result.run.tensorboard}",
+    }
+    print_summary(figures, paths, result.evaluation.confusion)
+    print_exports(result.exports)
+
+
+def print_worker_result(fitted: Fitted) -> None:
+    print_line(
+        f"worker done: {len(fitted.history)} epochs, final loss "
+        f"{fitted.history[-1]['loss']:.6f}, {fitted.replicas} replicas; the chief evaluated, "
+        "exported and wrote the run folder"
+    )
 
 
 def print_exports(exports: Sequence) -> None:
@@ -178,7 +246,7 @@ class TuneProgress(keras.callbacks.Callback):
         super().__init__()
         self.max_epochs, self.rows = max_epochs, rows
         self.status = Text("waiting for the first trial")
-        self.live = Live(Group(trials_table(rows()), self.status), console=console)
+        self.live = _live(Group(trials_table(rows()), self.status))
 
     def __deepcopy__(self, memo: dict) -> TuneProgress:
         return self

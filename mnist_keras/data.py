@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import math
 import os
@@ -15,6 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from mnist_keras.config import TrainConfig
 from mnist_keras.errors import ConfigError, DataError, first_line
 
 ENV_VAR = "MNIST_KERAS_DATA"
@@ -273,3 +275,14 @@ def execution_size(steps: int, wanted: int) -> int:
     """
     divisors = [d for d in range(1, steps + 1) if steps % d == 0]
     return min(divisors, key=lambda d: (abs(math.log(d / wanted)), -d))
+
+
+def epoch_steps(config: TrainConfig, n_train: int, replicas: int = 1) -> int:
+    """Steps an epoch: the configured number, or one pass in global batches (all replicas)."""
+    return config.steps_per_epoch or batches_per_pass(n_train, config.batch_size * replicas)
+
+
+def whole_epochs(config: TrainConfig, n_train: int, replicas: int = 1) -> TrainConfig:
+    """`config` with a steps_per_execution that divides the epoch (see `execution_size`)."""
+    size = execution_size(epoch_steps(config, n_train, replicas), config.steps_per_execution)
+    return dataclasses.replace(config, steps_per_execution=size)

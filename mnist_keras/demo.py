@@ -27,7 +27,7 @@ import tensorflow as tf
 from mnist_keras import console
 from mnist_keras.contract import MODEL_NAME, OUTPUT_CLASSES, OUTPUT_PROBABILITIES
 from mnist_keras.data import IMAGE_SHAPE
-from mnist_keras.errors import ConfigError, DataError, MnistKerasError, first_line
+from mnist_keras.errors import ConfigError, DataError, first_line
 from mnist_keras.predict import MODEL_HELP, decode_picture, to_mnist
 from mnist_keras.runs import DEFAULT_RUNS_DIR, newest_export
 from mnist_keras.runtimes import Classifier, load_classifier, version_of
@@ -293,16 +293,13 @@ def serving_line(backend: Backend, args: Any) -> str:
     return f"model: {backend.classifier.path}{chosen}"
 
 
+@console.cli()
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-        if uvicorn is None:
-            raise ConfigError("the demo needs its extra: pip install 'mnist-keras[demo]'")
-        check_port(args.host, args.port)
-        backend = backend_from_args(args)
-    except MnistKerasError as exc:
-        console.print_error(str(exc))
-        return 2
+    args = build_parser().parse_args(argv)
+    if uvicorn is None:
+        raise ConfigError("the demo needs its extra: pip install 'mnist-keras[demo]'")
+    check_port(args.host, args.port)
+    backend = backend_from_args(args)
     console.print_line(serving_line(backend, args))
     console.print_line(f"mnist demo on http://{args.host}:{args.port}/  (Ctrl-C stops it)")
     uvicorn.run(create_app(backend), host=args.host, port=args.port, log_level="warning")

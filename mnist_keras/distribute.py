@@ -6,16 +6,19 @@ replicas share a step, and tells the chief (which writes the run folder) from th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
 
 import keras
 import tensorflow as tf
 
-from mnist_keras.compat import KERAS_3
-from mnist_keras.errors import ConfigError
-
-KERAS_MULTI_WORKER_ISSUE = "https://github.com/keras-team/keras/issues/20585"
+from mnist_keras.compat import MULTI_WORKER_FIT, MULTI_WORKER_ISSUE
+from mnist_keras.errors import ConfigError, TrainingInterrupted
+from mnist_keras.runs import RunDir, scratch_run_dir
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
@@ -34,13 +37,10 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
 
 def check_multi_worker() -> None:
     """Refuse multi-worker training where Keras cannot do it, and without a cluster."""
-    if KERAS_3:
-        # The one place that knows: fit under MultiWorkerMirroredStrategy failed on every Keras 3
-        # release tried: 3.3.3 (TF 2.16.2, "Invalid reduction dimension 0"), 3.10.0 (TF 2.19.1)
-        # and 3.15.1 (TF 2.21.0, the newest), both "Attempt to convert a value (PerReplica...)".
+    if not MULTI_WORKER_FIT:
         raise ConfigError(
             f"--distribute multi-worker: Keras {keras.__version__} cannot fit under "
-            f"MultiWorkerMirroredStrategy ({KERAS_MULTI_WORKER_ISSUE}); use a Keras 2.15 "
+            f"MultiWorkerMirroredStrategy ({MULTI_WORKER_ISSUE}); use a Keras 2.15 "
             "environment (pip install -c constraints-keras2.txt -e .), or --distribute mirrored "
             "on one machine and `mnist_keras.tune --role chief|worker` across machines"
         )
@@ -71,3 +71,21 @@ def is_chief() -> bool:
     if "chief" in tf_config.get("cluster", {}):
         return task.get("type") == "chief"
     return task.get("type") == "worker" and int(task.get("index", 0)) == 0
+
+
+def is_worker(name: str) -> bool:
+    """Whether this process is a multi-worker worker that leaves the run folder to the chief."""
+    return name == "multi-worker" and not is_chief()
+
+
+@contextlib.contextmanager
+def worker_scratch(resume: Path | None) -> Iterator[RunDir]:
+    """A worker's run folder: it trains with the others and saves what the chief saves, into a
+    scratch folder that nobody reads and that is removed at the end."""
+    run = scratch_run_dir(resume)
+    try:
+        yield run
+    except TrainingInterrupted as exc:
+        raise TrainingInterrupted(run, str(resume or "<the chief's run folder>")) from exc
+    finally:
+        shutil.rmtree(run.path, ignore_errors=True)

@@ -1,8 +1,17 @@
-"""The package's typed errors: each CLI turns them into one line on stderr and exit code 2."""
+"""The package's typed errors: each CLI turns them into one line on stderr and an exit code."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mnist_keras.runs import RunDir
 
 
 class MnistKerasError(Exception):
     """Base class of every error the package raises on purpose."""
+
+    exit_code = 2  # bad input: a flag, a file, a folder
 
 
 class DataError(MnistKerasError):
@@ -17,6 +26,24 @@ class RunError(MnistKerasError):
     """A run folder cannot be created, resumed or written."""
 
 
+class TrainingDiverged(RunError):
+    """The loss became NaN; the run folder keeps the last good checkpoint."""
+
+    exit_code = 1
+
+
+class TrainingInterrupted(RunError):
+    """Ctrl-C during training; the run can be resumed from its last finished epoch."""
+
+    exit_code = 130
+
+    def __init__(self, run: RunDir, resume: str | None = None) -> None:
+        super().__init__(
+            f"interrupted; resume with: python -m mnist_keras.train --resume {resume or run.path}"
+        )
+        self.run = run
+
+
 class ExportError(MnistKerasError):
     """A model could not be exported."""
 
@@ -25,15 +52,15 @@ class ModelError(MnistKerasError):
     """An exported model is missing, unreadable or lacks the serving signature."""
 
 
-def first_line(exc: BaseException, limit: int = 200) -> str:
-    """A third-party exception as one short line, to quote inside our own error message."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text[:limit]
+class NoExportError(ModelError):
+    """No run folder holds an exported model yet (nothing to serve or predict with)."""
 
 
 class TuneError(MnistKerasError):
     """A hyperparameter search cannot start or go on (e.g. no chief oracle answers)."""
 
 
-class NoExportError(ModelError):
-    """No run folder holds an exported model yet (nothing to serve or predict with)."""
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """A third-party exception as one short line, to quote inside our own error message."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:limit]

@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from mnist_keras import console, runtimes
+from mnist_keras.compat import write_saved_model
 from mnist_keras.contract import (
     INPUT_NAME,
     MODEL_NAME,
@@ -33,7 +34,7 @@ from mnist_keras.contract import (
 )
 from mnist_keras.data import IMAGE_SHAPE, load_mnist
 from mnist_keras.dropout import HashDropout
-from mnist_keras.errors import ConfigError, ExportError, MnistKerasError, first_line
+from mnist_keras.errors import ConfigError, ExportError, first_line
 from mnist_keras.formats import (
     FORMATS,
     LITERT_INT8,
@@ -44,7 +45,6 @@ from mnist_keras.formats import (
     file_name,
     to_litert,
     to_onnx,
-    write_saved_model,
 )
 from mnist_keras.model import compile_model
 from mnist_keras.runs import write_bytes
@@ -254,21 +254,17 @@ def build_parser() -> console.Parser:
     return p
 
 
+@console.cli()
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-        if not args.name or "/" in args.name or args.name.startswith("."):
-            raise ConfigError(f"--name {args.name!r} must be a plain folder name")
-        check_formats(args.format, "--format")
-        model = load_keras_model(args.model)
-        data = load_mnist(args.data)
-        calibration = calibration_images(data.x_train, args.seed)
-        exports = export_model(model, args.out / args.name, args.format, calibration)
-        exports = runtimes.measure(exports, data.x_test, data.y_test)
-    except MnistKerasError as exc:
-        console.print_error(str(exc))
-        return 2
-    console.print_exports(exports)
+    args = build_parser().parse_args(argv)
+    if not args.name or "/" in args.name or args.name.startswith("."):
+        raise ConfigError(f"--name {args.name!r} must be a plain folder name")
+    check_formats(args.format, "--format")
+    model = load_keras_model(args.model)
+    data = load_mnist(args.data)
+    calibration = calibration_images(data.x_train, args.seed)
+    exports = export_model(model, args.out / args.name, args.format, calibration)
+    console.print_exports(runtimes.measure(exports, data.x_test, data.y_test))
     return 0
 
 

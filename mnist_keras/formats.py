@@ -1,4 +1,5 @@
-"""How each export format is produced, on Keras 2 and Keras 3: the one place that decides.
+"""How each export format is produced, on Keras 2 and Keras 3 alike (compat.py holds the one
+difference: how the SavedModel is written).
 
 Every format carries the serving contract of `export.py`: uint8 `images` [N, 28, 28] in,
 float32 `probabilities` [N, 10] and int64 `classes` out.
@@ -21,11 +22,9 @@ import importlib.util
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import keras
 import numpy as np
 import tensorflow as tf
 
-from mnist_keras.compat import KERAS_3
 from mnist_keras.errors import ConfigError
 from mnist_keras.quiet import native_stderr
 
@@ -55,21 +54,6 @@ def check_formats(formats: Sequence[str], flag: str) -> None:
 def file_name(version: int, name: str) -> str:
     """`<version>/` for the SavedModel, `<version><suffix>` for the single-file formats."""
     return str(version) if name == SAVED_MODEL else f"{version}{SUFFIXES[name]}"
-
-
-def write_saved_model(model: keras.Model, signatures: dict, path: Path) -> None:
-    """Keras 3: ExportArchive, the only route every loader (TF Serving too) reads correctly.
-    Keras 2: no ExportArchive; tf.saved_model.save of a tf.Module holding the model."""
-    if KERAS_3:
-        archive = keras.export.ExportArchive()
-        archive.track(model)
-        for name, function in signatures.items():
-            archive.add_endpoint(name, function)
-        archive.write_out(str(path), verbose=False)
-    else:
-        module = tf.Module()
-        module.model = model
-        tf.saved_model.save(module, str(path), signatures=signatures)
 
 
 def to_litert(saved_model: Path, signature: str, calibration: np.ndarray | None = None) -> bytes:

@@ -9,17 +9,10 @@ from __future__ import annotations
 
 import keras
 
-from mnist_keras.config import TrainConfig
+from mnist_keras.config import OPTIMIZERS, TrainConfig
 from mnist_keras.data import IMAGE_SHAPE, NUM_CLASSES
 from mnist_keras.dropout import HashDropout
 from mnist_keras.quiet import spend_xla_notice
-
-OPTIMIZER_CLASSES = {
-    "adam": keras.optimizers.Adam,
-    "sgd": keras.optimizers.SGD,
-    "rmsprop": keras.optimizers.RMSprop,
-}
-
 
 CONV_FILTERS = (32, 64)  # the convnet's two stages, as keras-io's mnist_convnet
 
@@ -57,7 +50,7 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizer
     rate = config.learning_rate
     if config.schedule == "cosine":
         rate = keras.optimizers.schedules.CosineDecay(rate, config.epochs * steps_per_epoch)
-    return OPTIMIZER_CLASSES[config.optimizer](learning_rate=rate)
+    return getattr(keras.optimizers, OPTIMIZERS[config.optimizer])(learning_rate=rate)
 
 
 def _inputs() -> keras.KerasTensor:

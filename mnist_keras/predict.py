@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from mnist_keras import console
 from mnist_keras.data import IMAGE_SHAPE, read_idx
-from mnist_keras.errors import DataError, MnistKerasError, first_line
+from mnist_keras.errors import DataError, first_line
 from mnist_keras.runtimes import Classifier, load_classifier
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp")
@@ -204,13 +204,10 @@ def build_parser() -> console.Parser:
     return p
 
 
+@console.cli()
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-        results = classify_files(load_classifier(args.model), args.files, not args.no_preprocess)
-    except MnistKerasError as exc:
-        console.print_error(str(exc))
-        return 2
+    args = build_parser().parse_args(argv)
+    results = classify_files(load_classifier(args.model), args.files, not args.no_preprocess)
     failures = [r for r in results if isinstance(r, Failure)]
     for failure in failures:
         console.print_error(failure.message)

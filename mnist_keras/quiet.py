@@ -61,12 +61,14 @@ def tensorflow_logs_off() -> None:
 
 @functools.cache
 def spend_xla_notice() -> None:
-    """TF 2.15 logs "Compiled cluster using XLA!" at the first XLA compilation whatever the log
-    level, once per process: spend it, captured, on a one-addition function. Called when a model
-    is compiled, not at import: a multi-worker strategy must be made before any TensorFlow op."""
+    """Spend TF 2.15's once-per-process XLA notice (compat.XLA_NOTICE), captured, on a
+    one-addition function. Called when a model is compiled, not at import: a multi-worker
+    strategy must be made before any TensorFlow op."""
     import tensorflow as tf
 
-    if VERBOSE or int(tf.__version__.split(".")[1]) >= 16:
+    from mnist_keras.compat import XLA_NOTICE
+
+    if VERBOSE or not XLA_NOTICE:
         return
     with native_stderr():
         tf.function(lambda: tf.constant(0.0) + 1.0, jit_compile=True)()

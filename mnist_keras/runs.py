@@ -88,6 +88,17 @@ def create_run_dir(runs_dir: Path) -> RunDir:
         raise RunError(f"{runs_dir}: cannot create a run folder ({exc.strerror})") from exc
 
 
+def start_run(runs_dir: Path, record: dict[str, Any]) -> RunDir:
+    """A new run folder with `record` as its config.json; nothing is left if writing fails."""
+    run = create_run_dir(runs_dir)
+    try:
+        write_json(run.config_json, record)
+    except OSError as exc:
+        shutil.rmtree(run.path, ignore_errors=True)
+        raise RunError(f"{run.path}: cannot write config.json ({exc.strerror})") from exc
+    return run
+
+
 def open_run_dir(path: Path) -> RunDir:
     """Reopen an unfinished run to resume it."""
     run = RunDir(path)

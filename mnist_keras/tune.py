@@ -21,31 +21,31 @@ import grpc
 import keras
 import keras_tuner as kt
 import tensorflow as tf
-from keras_tuner.src import utils as kt_utils
 
 from mnist_keras import console
-from mnist_keras.compat import inclusive_high
+from mnist_keras.compat import atomic_tuner_writes, inclusive_high, repair_reloaded_oracle
 from mnist_keras.config import (
-    MAX_EPOCHS,
-    ROLES,
+    SHARED_FLAGS,
+    TUNE_CHOICES,
     TUNERS,
     TrainConfig,
     TuneConfig,
+    add_train_flags,
     resolve_config,
 )
-from mnist_keras.data import Mnist, load_mnist, make_dataset, split_validation
-from mnist_keras.errors import MnistKerasError, TuneError
-from mnist_keras.model import build_model
-from mnist_keras.runs import DEFAULT_RUNS_DIR, write_json
-from mnist_keras.train import (
-    TrainResult,
-    WorkerResult,
-    add_config_flags,
+from mnist_keras.data import (
+    Mnist,
     epoch_steps,
-    print_result,
-    run,
+    load_mnist,
+    make_dataset,
+    split_validation,
     whole_epochs,
 )
+from mnist_keras.errors import TuneError
+from mnist_keras.flags import add_flags, given, option_fields
+from mnist_keras.model import build_model
+from mnist_keras.runs import DEFAULT_RUNS_DIR, write_json
+from mnist_keras.train import TrainResult, run
 
 OBJECTIVE = "val_accuracy"
 # Not searched, but they decide what a trial is: best_hparams.json carries them.
@@ -118,62 +118,13 @@ class _TrialLog:
     def reload(self) -> None:
         super().reload()
         if not self._is_worker():
-            _repair_reloaded_oracle(self.oracle)
-
-
-def _repair_reloaded_oracle(oracle: kt.Oracle) -> None:
-    """Undo what a kill between two of keras-tuner's writes leaves in a reloaded oracle.
-
-    keras-tuner 1.4 writes each trial.json and then oracle.json; a search killed between them
-    is reloaded from the two files as they were (a test that kills a search caught the first):
-    - `end_trial` wrote the trial COMPLETED while oracle.json still lists it as ongoing, and
-      `reload` sends ongoing trials back to run: the finished trial would run again;
-    - `create_trial` wrote a new RUNNING trial that oracle.json never recorded starting: no one
-      would ever run it, and it would count against `--max-trials`. Forgetting it lets the oracle
-      create it again from the state it saved.
-    """
-    # Reads and sets keras-tuner 1.4's private retry queue: the state in question has no API.
-    status = kt.engine.trial.TrialStatus
-    trials = oracle.trials
-    finished = {
-        t for t, trial in trials.items() if trial.status in (status.COMPLETED, status.FAILED)
-    }
-    oracle._retry_queue = [t for t in oracle._retry_queue if t not in finished]
-    oracle.end_order += sorted(finished - set(oracle.end_order))
-    started = set(oracle.start_order)
-    for trial_id in [t for t, trial in trials.items() if trial.status == status.RUNNING]:
-        if trial_id not in started:
-            del trials[trial_id]
-            # Its trial.json too, lest a search that then stops short of it list it as running.
-            (Path(oracle._project_dir) / f"trial_{trial_id}" / "trial.json").unlink(missing_ok=True)
-
-
-TUNER_CLASSES = {
-    "hyperband": kt.Hyperband,
-    "random": kt.RandomSearch,
-    "bayesian": kt.BayesianOptimization,
-}
-
-
-def _atomic_json(path: str, obj: Any) -> str:
-    """keras-tuner's `save_json`, but written beside the file and renamed into place."""
-    if "://" in str(path):  # a remote file system (gs://...): keep keras-tuner's own writer
-        return _KT_SAVE_JSON(path, obj)
-    write_json(Path(path), obj)
-    return json.dumps(obj)
-
-
-# keras-tuner 1.4 writes oracle.json, tuner.json and each trial.json in place through this one
-# function, so a search killed during a write leaves a file its rerun cannot read (a test that
-# kills a search found it). Its writes go through our atomic writer instead; nothing else changes.
-_KT_SAVE_JSON = getattr(kt_utils, "save_json", None)
-if _KT_SAVE_JSON is not None:
-    kt_utils.save_json = _atomic_json
+            repair_reloaded_oracle(self.oracle)
 
 
 def make_tuner(config: TuneConfig, steps_per_epoch: int, observer: Any = None) -> kt.Tuner:
     """The keras-tuner tuner for `config`, resuming its project unless `overwrite`."""
-    base_class = TUNER_CLASSES[config.tuner]
+    atomic_tuner_writes()
+    base_class = getattr(kt, TUNERS[config.tuner])
     tuner_class = type(f"Logged{base_class.__name__}", (_TrialLog, base_class), {})
     sizes = (
         {"max_epochs": config.max_epochs, "factor": 3}
@@ -371,7 +322,7 @@ def train_best(
     tuner: kt.Tuner,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     default: dict[str, Any] | None = None,
-) -> tuple[dict[str, Any], TrainResult | WorkerResult]:
+) -> tuple[dict[str, Any], TrainResult]:
     """Write best_hparams.json, then train, evaluate and export that configuration.
 
     Args:
@@ -415,137 +366,27 @@ def wait_for_oracle(address: str, timeout: float) -> None:
 
 def build_parser() -> console.Parser:
     p = console.Parser(prog="python -m mnist_keras.tune", description=__doc__.splitlines()[0])
-    d = TuneConfig
-    p.add_argument("--tuner", choices=TUNERS, default=d.tuner, help=f"search strategy ({d.tuner})")
-    p.add_argument(
-        "--max-trials",
-        type=int,
-        metavar="N",
-        default=d.max_trials,
-        help=f"trials for random and bayesian ({d.max_trials}); hyperband sizes itself",
-    )
-    p.add_argument(
-        "--max-epochs",
-        type=int,
-        metavar="N",
-        help="most epochs per trial, and the final model's epochs ("
-        + ", ".join(f"{arch}: {n}" for arch, n in MAX_EPOCHS.items())
-        + ")",
-    )
-    p.add_argument(
-        "--executions-per-trial",
-        type=int,
-        metavar="N",
-        default=1,
-        help="models trained per trial, scores averaged (1)",
-    )
-    p.add_argument(
-        "--patience",
-        type=int,
-        metavar="N",
-        default=d.patience,
-        help="early stopping inside a trial: epochs without a better val_accuracy "
-        f"({d.patience}: off)",
-    )
-    p.add_argument("--tune-dropout", action="store_true", help="search the two dropout rates too")
-    p.add_argument(
-        "--directory",
-        default=d.directory,
-        metavar="DIR",
-        help=f"keras-tuner's folder ({d.directory})",
-    )
-    p.add_argument(
-        "--project-name",
-        default=d.project_name,
-        metavar="NAME",
-        help="the search's subfolder; the same name resumes it (mnist, with _cnn and _augment "
-        "for those searches: mnist_cnn_augment for --arch cnn)",
-    )
-    p.add_argument("--overwrite", action="store_true", help="start the search over")
-    p.add_argument(
-        "--role",
-        choices=ROLES,
-        default="standalone",
-        help="standalone, or chief / worker of a distributed search",
-    )
-    p.add_argument("--oracle", metavar="HOST:PORT", help="the chief's oracle address")
-    p.add_argument("--worker-id", metavar="NAME", help="a worker's unique name")
-    p.add_argument(
-        "--connect-timeout",
-        type=float,
-        metavar="S",
-        default=d.connect_timeout,
-        help=f"seconds a worker waits for the chief ({d.connect_timeout:g})",
-    )
+    add_flags(p, TuneConfig, choices=TUNE_CHOICES)
     p.add_argument(
         "--runs-dir",
         type=Path,
         default=DEFAULT_RUNS_DIR,
         metavar="DIR",
-        help=f"where the final training run goes ({DEFAULT_RUNS_DIR})",
+        help=f"where the final training run goes (default: {DEFAULT_RUNS_DIR})",
     )
-    add_config_flags(p, SHARED_FLAGS)
+    add_train_flags(p, SHARED_FLAGS)
     return p
 
 
-# The training flags a search shares with `train`; the searched ones are not among them.
-SHARED_FLAGS = (
-    "arch",
-    "export_formats",
-    "augment",
-    "augment_shift",
-    "augment_rotation",
-    "augment_zoom",
-    "jit_compile",
-    "data",
-    "seed",
-    "batch_size",
-    "dropout",
-    "input_dropout",
-    "schedule",
-    "validation_size",
-    "train_samples",
-    "test_samples",
-    "steps_per_execution",
-)
-
-
 def config_from_args(args: Any) -> TuneConfig:
-    shared = {f: getattr(args, f) for f in SHARED_FLAGS}
-    names = (
-        "tuner",
-        "max_trials",
-        "max_epochs",
-        "executions_per_trial",
-        "patience",
-        "tune_dropout",
-        "directory",
-        "project_name",
-        "overwrite",
-        "role",
-        "oracle",
-        "worker_id",
-        "connect_timeout",
-    )
-    return TuneConfig(
-        base=resolve_config(**shared), **{n: getattr(args, n) for n in names}
-    ).validate()
+    base = resolve_config(**given(args, SHARED_FLAGS))
+    return TuneConfig(base=base, **given(args, option_fields(TuneConfig)))
 
 
+@console.cli(interrupted="interrupted; rerun the same command to resume the search")
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-        config = config_from_args(args)
-        return _run_cli(config, args.runs_dir)
-    except MnistKerasError as exc:
-        console.print_error(str(exc))
-        return 2
-    except KeyboardInterrupt:
-        console.print_error("interrupted; rerun the same command to resume the search")
-        return 130
-
-
-def _run_cli(config: TuneConfig, runs_dir: Path) -> int:
+    args = build_parser().parse_args(argv)
+    config = config_from_args(args)
     os.environ.update(distributed_environment(config))
     if config.role == "worker":
         wait_for_oracle(config.oracle, config.connect_timeout)
@@ -559,10 +400,11 @@ def _run_cli(config: TuneConfig, runs_dir: Path) -> int:
         return 0
     with console.status("training the default recipe as a trial, for comparison"):
         default = default_score(config, data)
-    hparams, result = train_best(config, data, runs_dir, tuner, [console.FitProgress()], default)
+    progress = [console.FitProgress()]
+    hparams, result = train_best(config, data, args.runs_dir, tuner, progress, default)
     console.print_config(hparams, "Best hyperparameters")
     console.print_line(search_verdict(hparams))
-    print_result(result)
+    console.print_train_result(result)
     return 0
 
 

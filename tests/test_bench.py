@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import synthetic_mnist, write_idx_folder
+from helpers import synthetic_mnist, write_idx_folder
 
 from benchmarks.bench import PEERS, SHAPES
 from mnist_keras.formats import FORMATS

@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import (
+from helpers import (
     assert_clean_failure,
     error_lines,
     idx_bytes,

@@ -1,9 +1,17 @@
 from __future__ import annotations
 
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
-from mnist_keras.config import ARCH_DEFAULTS, PRESETS, TrainConfig, resolve_config
+import mnist_keras
+from mnist_keras import train, tune
+from mnist_keras.config import ARCH_DEFAULTS, PRESETS, TrainConfig, TuneConfig, resolve_config
 from mnist_keras.errors import ConfigError
+from mnist_keras.flags import option_fields
 
 
 def test_seed_preset_is_the_tutorial_network():
@@ -85,3 +93,60 @@ def test_augmenting_turns_xla_off_unless_asked_for_and_then_refuses():
 def test_invalid_arch_and_augmentation_name_their_flag(field, value):
     with pytest.raises(ConfigError, match=f"^--{field.replace('_', '-')} "):
         resolve_config(**{field: value})
+
+
+def test_every_option_field_is_a_flag_whose_help_ends_with_the_dataclass_default():
+    parser = train.build_parser()
+    helps = {a.dest: a.help for a in parser._actions}
+    assert set(option_fields(TrainConfig)) <= set(helps)
+    assert helps["hidden_units"].endswith(
+        f"(default: {TrainConfig.hidden_units}; cnn: {ARCH_DEFAULTS['cnn']['hidden_units']})"
+    )
+    assert helps["augment"].endswith("(default: off; cnn: on)")
+    args = parser.parse_args([])
+    assert all(getattr(args, name) is None for name in option_fields(TrainConfig))
+
+
+def test_tune_flags_left_out_take_the_dataclass_defaults():
+    config = tune.config_from_args(tune.build_parser().parse_args([]))
+    assert config == TuneConfig(base=resolve_config())
+    given = tune.config_from_args(tune.build_parser().parse_args(["--executions-per-trial", "3"]))
+    assert given.executions_per_trial == 3
+
+
+@pytest.mark.parametrize(
+    "values, flag",
+    [
+        ({"max_trials": 0}, "--max-trials"),
+        ({"tuner": "grid"}, "--tuner"),
+        ({"role": "chief"}, "--oracle"),
+        ({"oracle": "nohost", "role": "chief"}, "--oracle"),
+    ],
+)
+def test_an_invalid_tune_config_cannot_be_made(values, flag):
+    with pytest.raises(ConfigError, match=f"^{flag} "):
+        TuneConfig(**values)
+
+
+def test_an_invalid_train_config_cannot_be_made_even_by_replace():
+    with pytest.raises(ConfigError, match="^--epochs "):
+        dataclasses.replace(TrainConfig(), epochs=0)
+
+
+def test_the_readme_flag_tables_are_the_commands_help(tmp_path):
+    script = Path(__file__).resolve().parent.parent / "scripts" / "readme_flags.py"
+    readme = script.parent.parent / "README.md"
+    check = [sys.executable, str(script), "--check", "--readme"]
+    assert subprocess.run([*check, str(readme)], capture_output=True).returncode == 0
+    drifted = tmp_path / "README.md"
+    drifted.write_text(readme.read_text().replace("(default: 30; cnn: 20)", "(default: 31)"))
+    result = subprocess.run([*check, str(drifted)], capture_output=True, text=True)
+    assert result.returncode == 1 and "differs from --help" in result.stdout
+
+
+def test_the_public_api_names_each_object_where_it_is_defined():
+    assert mnist_keras.run is train.run and mnist_keras.TrainConfig is TrainConfig
+    for name in mnist_keras.__all__:
+        assert getattr(mnist_keras, name) is not None
+    with pytest.raises(AttributeError, match="no attribute 'fit'"):
+        mnist_keras.fit  # noqa: B018

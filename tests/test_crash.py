@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import run_cli, synthetic_mnist, write_idx_folder
+from helpers import run_cli, synthetic_mnist, write_idx_folder
 
 from mnist_keras.runs import RunDir
 from mnist_keras.tune import trial_rows

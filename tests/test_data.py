@@ -6,7 +6,7 @@ import socket
 import keras
 import numpy as np
 import pytest
-from conftest import idx_bytes, synthetic_mnist, write_idx_folder
+from helpers import idx_bytes, synthetic_mnist, write_idx_folder
 
 from mnist_keras.data import (
     DOWNLOAD_TIMEOUT_S,

@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import assert_clean_failure, run_cli
+from helpers import assert_clean_failure, run_cli
 from starlette.testclient import TestClient
 
 from mnist_keras import demo, demo_page

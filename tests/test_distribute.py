@@ -14,11 +14,11 @@ from pathlib import Path
 
 import keras
 import pytest
-from conftest import assert_clean_failure, run_cli, synthetic_mnist, write_idx_folder
+from helpers import assert_clean_failure, run_cli, synthetic_mnist, write_idx_folder
 
-from mnist_keras.compat import KERAS_3
+from mnist_keras.compat import KERAS_3, MULTI_WORKER_ISSUE
 from mnist_keras.config import TrainConfig
-from mnist_keras.distribute import KERAS_MULTI_WORKER_ISSUE, is_chief
+from mnist_keras.distribute import is_chief
 from mnist_keras.errors import ConfigError
 from mnist_keras.train import run
 
@@ -116,7 +116,7 @@ def test_keras_3_refuses_multi_worker_at_once(tmp_path, tiny):
         cwd=tmp_path,
         env={"TF_CONFIG": json.dumps({"cluster": {"worker": ["127.0.0.1:1"]}, "task": {}})},
     )
-    assert_clean_failure(result, KERAS_MULTI_WORKER_ISSUE, [tmp_path / "runs"])
+    assert_clean_failure(result, MULTI_WORKER_ISSUE, [tmp_path / "runs"])
     assert "--distribute mirrored" in result.stderr and "constraints-keras2.txt" in result.stderr
 
 

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import tensorboard_tags
+from helpers import tensorboard_tags
 from matplotlib.colors import to_rgba
 
 from mnist_keras.errors import DataError

@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import assert_clean_failure, run_cli
+from helpers import assert_clean_failure, run_cli
 
 from mnist_keras import export as export_mod
 from mnist_keras.config import TrainConfig, resolve_config

@@ -14,7 +14,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from conftest import assert_clean_failure, run_cli
+from helpers import assert_clean_failure, run_cli
 
 from mnist_keras import export as export_mod
 from mnist_keras import runtimes

@@ -7,7 +7,7 @@ import gzip
 import io
 
 import numpy as np
-from conftest import idx_bytes, synthetic_mnist
+from helpers import idx_bytes, synthetic_mnist
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

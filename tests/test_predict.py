@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import assert_clean_failure, error_lines, idx_bytes, run_cli
+from helpers import assert_clean_failure, error_lines, idx_bytes, run_cli
 
 from mnist_keras.errors import ModelError
 from mnist_keras.predict import (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import run_cli, synthetic_mnist, write_idx_folder
+from helpers import run_cli, synthetic_mnist, write_idx_folder
 
 from mnist_keras.formats import FORMATS
 

@@ -15,14 +15,14 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import tensorboard_tags
+from helpers import tensorboard_tags
 
 from mnist_keras.callbacks import interrupt_between_steps
 from mnist_keras.config import TrainConfig, resolve_config
-from mnist_keras.errors import RunError
+from mnist_keras.errors import RunError, TrainingDiverged, TrainingInterrupted
 from mnist_keras.model import build_model
 from mnist_keras.runs import RunDir, read_history, scratch_run_dir
-from mnist_keras.train import TrainingDiverged, TrainingInterrupted, run
+from mnist_keras.train import run
 
 
 def _config(**overrides) -> TrainConfig:
@@ -68,7 +68,7 @@ class EpochsSeen(keras.callbacks.Callback):
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
-    from conftest import synthetic_mnist
+    from helpers import synthetic_mnist
 
     keras.utils.set_random_seed(0)
     return run(_config(), tmp_path_factory.mktemp("runs"), datasets=synthetic_mnist())

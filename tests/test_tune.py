@@ -17,7 +17,7 @@ import keras
 import keras_tuner as kt
 import numpy as np
 import pytest
-from conftest import (
+from helpers import (
     assert_clean_failure,
     error_lines,
     run_cli,
@@ -115,7 +115,7 @@ def test_readme_states_the_search_space():
 def _config(tmp_path: Path, arch: str = "mlp", **overrides) -> TuneConfig:
     base = resolve_config(arch=arch, validation_size=100, batch_size=64, seed=3)
     values = dict(tuner="random", max_trials=3, max_epochs=2, directory=str(tmp_path / "tuning"))
-    return TuneConfig(base=base, **{**values, **overrides}).validate()
+    return TuneConfig(base=base, **{**values, **overrides})
 
 
 class Observer:
@@ -280,8 +280,8 @@ def test_hparams_flags_still_win(tmp_path):
 
 
 def test_distributed_environment():
-    chief = TuneConfig(role="chief", oracle="127.0.0.1:8000").validate()
-    worker = TuneConfig(role="worker", oracle="10.0.0.5:9", worker_id="w1").validate()
+    chief = TuneConfig(role="chief", oracle="127.0.0.1:8000")
+    worker = TuneConfig(role="worker", oracle="10.0.0.5:9", worker_id="w1")
     assert distributed_environment(TuneConfig()) == {}
     assert distributed_environment(chief) == {
         "KERASTUNER_TUNER_ID": "chief",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_clean_failure
+from helpers import assert_clean_failure
 from PIL import Image, ImageFont
 
 from mnist_keras import wild
