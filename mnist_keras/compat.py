@@ -86,7 +86,7 @@ def inclusive_high(low: float, high: float, step: float) -> float:
 def atomic_tuner_writes() -> None:
     """Make keras-tuner write oracle.json, tuner.json and each trial.json with our atomic
     `write_json` (temp file, then rename). keras-tuner 1.4 writes them in place through its one
-    `save_json`, so a search killed during a write left a file its rerun could not read."""
+    `save_json`, so a search killed during a write would leave a file its rerun cannot read."""
     from keras_tuner.src import utils
 
     original = utils.save_json

@@ -20,56 +20,28 @@ from mnist_keras.errors import NoExportError, RunError
 DEFAULT_RUNS_DIR = Path("artifacts") / "runs"
 
 
+def _file(*parts: str) -> property:
+    return property(lambda self: self.path.joinpath(*parts), doc="/".join(parts))
+
+
 @dataclass(frozen=True)
 class RunDir:
     """The files of one run, all under `path`."""
 
     path: Path
 
-    @property
-    def config_json(self) -> Path:
-        return self.path / "config.json"
-
-    @property
-    def metrics_json(self) -> Path:
-        return self.path / "metrics.json"
-
-    @property
-    def history_csv(self) -> Path:
-        return self.path / "history.csv"
-
-    @property
-    def tensorboard(self) -> Path:
-        return self.path / "tensorboard"
-
-    @property
-    def best_checkpoint(self) -> Path:
-        return self.path / "checkpoints" / "best.keras"
-
-    @property
-    def checkpoint_partial(self) -> Path:
-        """Where ModelCheckpoint writes before the file is renamed onto `best_checkpoint`."""
-        return self.path / "checkpoints" / ".partial.keras"
-
-    @property
-    def backup(self) -> Path:
-        return self.path / "backup"
-
-    @property
-    def export(self) -> Path:
-        return self.path / "export"
-
-    @property
-    def keras_model(self) -> Path:
-        return self.path / "model.keras"
-
-    @property
-    def confusion_png(self) -> Path:
-        return self.path / "confusion_matrix.png"
-
-    @property
-    def misread_png(self) -> Path:
-        return self.path / "misread_digits.png"
+    config_json = _file("config.json")
+    metrics_json = _file("metrics.json")
+    history_csv = _file("history.csv")
+    tensorboard = _file("tensorboard")
+    best_checkpoint = _file("checkpoints", "best.keras")
+    # Where ModelCheckpoint writes before the file is renamed onto `best_checkpoint`.
+    checkpoint_partial = _file("checkpoints", ".partial.keras")
+    backup = _file("backup")
+    export = _file("export")
+    keras_model = _file("model.keras")
+    confusion_png = _file("confusion_matrix.png")
+    misread_png = _file("misread_digits.png")
 
 
 def create_run_dir(runs_dir: Path) -> RunDir:

@@ -67,7 +67,7 @@ class Fitted:
     """What `fit` leaves: the epochs' history and how fast they trained."""
 
     history: list[dict[str, float]]
-    seconds: float  # wall time of model.fit in this process
+    train_seconds: float  # wall time of model.fit in this process
     samples_per_second: float  # steady state: the first epoch (tracing, warm-up) excluded
     replicas: int  # model copies that shared each step (tf.distribute)
 
@@ -171,7 +171,7 @@ def fit(
 ) -> Fitted:
     """Fit, saving into `run_dir`; raise TrainingInterrupted on Ctrl-C, TrainingDiverged on NaN."""
     try:
-        timer, seconds = _fit_model(config, split, run_dir, callbacks, strategy)
+        seconds, samples_per_second = _fit_model(config, split, run_dir, callbacks, strategy)
     except KeyboardInterrupt as exc:
         raise TrainingInterrupted(run_dir) from exc
     history = read_history(run_dir.history_csv)
@@ -185,13 +185,7 @@ def fit(
         raise TrainingDiverged(
             f"loss became NaN at epoch {len(history) or 1}: lower --learning-rate; {kept}"
         )
-    replicas = strategy.num_replicas_in_sync
-    per_epoch = (
-        config.steps_per_epoch * config.batch_size * replicas
-        if config.steps_per_epoch
-        else len(split.x_train)
-    )
-    return Fitted(history, seconds, timer.samples_per_second(per_epoch), replicas)
+    return Fitted(history, seconds, samples_per_second, strategy.num_replicas_in_sync)
 
 
 def finish(config: TrainConfig, data: Mnist, run_dir: RunDir, fitted: Fitted) -> TrainResult:
@@ -203,16 +197,7 @@ def finish(config: TrainConfig, data: Mnist, run_dir: RunDir, fitted: Fitted) ->
     exports = export_model(best, run_dir.export / MODEL_NAME, config.export_formats, calibration)
     exports = runtimes.measure(exports, data.x_test, data.y_test)
     save_keras_model(best, run_dir.keras_model)
-    result = TrainResult(
-        run_dir,
-        config,
-        evaluation,
-        fitted.history,
-        exports,
-        fitted.seconds,
-        fitted.samples_per_second,
-        fitted.replicas,
-    )
+    result = TrainResult(run_dir, config, evaluation, exports=exports, **vars(fitted))
     write_json(run_dir.metrics_json, result.metrics())
     return result
 
@@ -223,8 +208,9 @@ def _fit_model(
     run_dir: RunDir,
     extra: Sequence[keras.callbacks.Callback],
     strategy: tf.distribute.Strategy,
-) -> tuple[EpochTimer, float]:
-    """Build and fit a fresh model (BackupAndRestore reloads its state on resume)."""
+) -> tuple[float, float]:
+    """Build and fit a fresh model (BackupAndRestore reloads its state on resume); return the
+    seconds it took and its steady samples per second."""
     done = read_history(run_dir.history_csv)  # epochs an interrupted run finished
     replicas = strategy.num_replicas_in_sync
     steps = epoch_steps(config, len(split.x_train), replicas)
@@ -247,8 +233,10 @@ def _fit_model(
             shuffle=False,
             verbose=0,
         )  # the dataset shuffles, seeded
+    seconds = time.perf_counter() - start
+    per_epoch = steps * batch if config.steps_per_epoch else len(split.x_train)
     timer = next(c for c in callbacks if isinstance(c, EpochTimer))
-    return timer, time.perf_counter() - start
+    return seconds, timer.samples_per_second(per_epoch)
 
 
 def _checkpoint_score(run_dir: RunDir, val: tf.data.Dataset | None) -> float | None:

@@ -18,7 +18,7 @@ from rich.table import Table
 
 from mnist_keras import console, wild
 from mnist_keras.data import load_mnist
-from mnist_keras.errors import ConfigError, DataError, MnistKerasError, first_line
+from mnist_keras.errors import ConfigError, DataError, first_line
 from mnist_keras.predict import add_model_flag
 from mnist_keras.runs import write_bytes
 from mnist_keras.runtimes import load_classifier
@@ -131,12 +131,9 @@ def run(args) -> int:
     return 0
 
 
+@console.cli()
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        return run(build_parser().parse_args(argv))
-    except MnistKerasError as exc:
-        console.print_error(str(exc))
-        return 2
+    return run(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":
