@@ -41,7 +41,7 @@ from mnist_keras.data import (
 )
 from mnist_keras.errors import ConfigError
 from mnist_keras.export import export_model
-from mnist_keras.flags import add_flags, given, option, option_fields
+from mnist_keras.flags import add_flags, check, given, option, option_fields
 from mnist_keras.formats import FORMATS, calibration_images, check_formats
 from mnist_keras.model import build_model
 from mnist_keras.runs import write_json
@@ -74,12 +74,11 @@ class BenchConfig:
     seed: int = 42
 
     def __post_init__(self) -> None:
-        if self.epochs < 2 or self.repeats < 1 or self.latency_calls < 100:
-            raise ConfigError("--epochs must be at least 2, --repeats 1, --latency-calls 100")
-        if self.recipe_seeds < 0:
-            raise ConfigError("--recipe-seeds must be 0 or more")
-        if self.wild_per_class < 1:
-            raise ConfigError("--wild-per-class must be a positive integer")
+        check(self.epochs >= 2, "epochs", "must be at least 2: the first one is reported apart")
+        check(self.repeats >= 1, "repeats", "must be a positive integer")
+        check(self.latency_calls >= 100, "latency_calls", "must be at least 100")
+        check(self.recipe_seeds >= 0, "recipe_seeds", "must be 0 or more")
+        check(self.wild_per_class >= 1, "wild_per_class", "must be a positive integer")
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ The public API, importable from here:
     result = run(TrainConfig(epochs=5))           # train, evaluate, export
     result.export_path                            # the SavedModel: see the serving contract
 
-Each name is imported from its module on first use, so `import mnist_keras` stays light.
+Each name is imported from its module on first use, so importing one module of the package
+(`mnist_keras.predict`, say) does not import all the others.
 """
 
 import importlib
@@ -40,6 +41,10 @@ _PUBLIC = {
     "OUTPUT_CLASSES": "mnist_keras.contract",
 }
 __all__ = [*_PUBLIC, "__version__"]
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_PUBLIC])
 
 
 def __getattr__(name: str) -> Any:

@@ -1,5 +1,13 @@
 """Every difference between Keras 2.15 and Keras 3, and every workaround for a keras-tuner 1.4
-behaviour, named in one place with its upstream reference. No other module branches on a version.
+behaviour, named in one place with its upstream reference. Only this module reads a version:
+other modules use the names below.
+
+Differences that the same code already covers on both lines, for the record:
+- Keras 3's TensorBoard callback draws no graph of `fit`: `callbacks.GraphWriter` draws it.
+- Keras 3 runs only whole `steps_per_execution` calls: `data.execution_size` divides the epoch.
+- Keras 2's `Dropout` ignored the seed under XLA and Keras 3's is slow there: `dropout.py`.
+- Keras 3's `model.export(format="litert" | "onnx")` drops the contract's names
+  (keras-team/keras#18430, tensorflow/tensorflow#63867): `formats.py` converts the SavedModel.
 
 keras-tuner is imported inside the functions that patch it, so training does not load it.
 """
@@ -26,9 +34,7 @@ TF_MINOR = int(tf.__version__.split(".")[1])
 # aggregation as a string, Keras 2 as TensorFlow's enum.
 FIRST_REPLICA = "only_first_replica" if KERAS_3 else tf.VariableAggregation.ONLY_FIRST_REPLICA
 
-# fit under MultiWorkerMirroredStrategy fails on every Keras 3 release tried: 3.3.3 (TF 2.16.2,
-# "Invalid reduction dimension 0"), 3.10.0 (TF 2.19.1) and 3.15.1 (TF 2.21.0), both "Attempt to
-# convert a value (PerReplica...)". Keras 2.15 trains multi-worker.
+# Keras 3 cannot fit under MultiWorkerMirroredStrategy (3.3 to 3.15 tried); Keras 2.15 can.
 MULTI_WORKER_FIT = not KERAS_3
 MULTI_WORKER_ISSUE = "https://github.com/keras-team/keras/issues/20585"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mnist_keras.errors import ConfigError
-from mnist_keras.flags import add_flags, flag_name, option
+from mnist_keras.flags import add_flags, check, flag_name, option
 from mnist_keras.formats import FORMATS, LITERT, LITERT_INT8, SAVED_MODEL, check_formats
 
 # Each name and the Keras class it picks (model.py), so the names are written once.
@@ -39,135 +39,8 @@ ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that decides a training run; written to the run's `config.json`.
-
-    Each field with help text is a flag of `train` (and some of `tune`); an invalid value
-    raises ConfigError naming its flag when the config is made."""
-
-    # `resolve_config` starts each architecture from its own defaults (ARCH_DEFAULTS).
-    data: str | None = option(
-        None,
-        "folder of the four MNIST IDX files, or a .npz (default: $MNIST_KERAS_DATA, then the "
-        "Keras cache, then Keras's download)",
-        "PATH",
-    )
-    arch: str = option(
-        "mlp",
-        "network: mlp, 784-H-10 as the TF1 tutorial's; cnn, two 3x3 convolution + pooling "
-        "stages (32, 64 filters) before the same hidden layer, from its own recipe",
-    )
-    epochs: int = option(30, "passes over the training split", "N")
-    batch_size: int = option(256, "examples per step", "N")
-    hidden_units: int = option(768, "width of the hidden ReLU layer", "N")
-    learning_rate: float = option(2e-3, "optimizer step size, where the schedule starts", "X")
-    schedule: str = option(
-        "cosine", "learning rate over the run: cosine decay from --learning-rate to 0, or constant"
-    )
-    input_dropout: float = option(
-        0.2,
-        "dropout on the hidden layer's input (mlp: the pixels; cnn: the convolution features), "
-        "in [0, 1)",
-        "X",
-    )
-    dropout: float = option(0.5, "dropout after the hidden layer, in [0, 1); 0 disables it", "X")
-    augment: bool = option(
-        False,
-        "random shifts, rotations and zooms of each training image (Keras's preprocessing "
-        "layers, inside the model, idle outside training); turns --jit-compile off, since "
-        "TensorFlow has no XLA kernel for the image transform",
-    )
-    augment_shift: float = option(0.1, "largest shift, as a fraction of the image side", "X")
-    augment_rotation: float = option(10.0, "largest rotation, in degrees either way", "DEG")
-    augment_zoom: float = option(0.1, "largest zoom in or out, as a fraction of the side", "X")
-    optimizer: str = option("adam", "the optimizer")
-    api: str = option(
-        "sequential", "the Keras API that builds the network (the same network either way)"
-    )
-    initializer: str = "glorot"  # glorot (Keras default) or normal: N(0, 1) as in the TF1 tutorial
-    seed: int = option(42, "fixes the validation split, shuffling and initial weights", "N")
-    validation_size: int = option(
-        5000,
-        "examples held out of training to choose the best epoch; 0 trains on all and keeps the "
-        "last epoch (how tune trains its final model)",
-        "N",
-    )
-    steps_per_epoch: int | None = option(
-        None, "batches per epoch, the data repeating (default: one pass)", "N"
-    )
-    steps_per_execution: int = option(
-        32,
-        "batches per call into the compiled graph; the run uses the divisor of the epoch's "
-        "steps nearest it, recorded in config.json (Keras 3 runs only whole calls)",
-        "N",
-    )
-    jit_compile: bool = option(
-        True,
-        "XLA-compile the training step: 1.3-2.5x the samples per second on a CPU, "
-        "reproducible with --seed on Keras 2 and 3",
-    )
-    train_samples: int | None = option(None, "use only the first N training images", "N")
-    test_samples: int | None = option(None, "evaluate on only the first N test images", "N")
-    distribute: str = option(
-        "none",
-        "tf.distribute strategy: mirrored uses every local GPU (or the CPU), multi-worker the "
-        "cluster in TF_CONFIG (Keras 2 only); --batch-size is then per replica",
-    )
-    # The LiteRT files add about 1.3 s to a 47 s run (README, "ONNX and LiteRT").
-    export_formats: tuple[str, ...] = option(
-        (SAVED_MODEL, LITERT, LITERT_INT8),
-        "what to export beside model.keras, each file measured on the test set in its own "
-        "runtime; saved_model always (the demo and the benchmark read it); onnx needs "
-        "pip install 'mnist-keras[onnx]'",
-        "FORMAT",
-    )
-    preset: str = "default"  # the preset these values started from
-
-    def __post_init__(self) -> None:
-        # config.json holds a list; the flag gives a list too.
-        object.__setattr__(self, "export_formats", tuple(self.export_formats))
-        for name in ("epochs", "batch_size", "hidden_units", "steps_per_execution"):
-            _check(getattr(self, name) > 0, name, "must be a positive integer")
-        _check(self.validation_size >= 0, "validation_size", "must be 0 or a positive integer")
-        for name in ("steps_per_epoch", "train_samples", "test_samples"):
-            value = getattr(self, name)
-            _check(value is None or value > 0, name, "must be a positive integer")
-        _check(self.learning_rate > 0, "learning_rate", "must be a positive number")
-        for name in ("dropout", "input_dropout", "augment_shift", "augment_zoom"):
-            _check(0 <= getattr(self, name) < 1, name, "must be in [0, 1)")
-        _check(0 <= self.augment_rotation <= 180, "augment_rotation", "must be in [0, 180]")
-        _check(
-            not (self.augment and self.jit_compile),
-            "jit_compile",
-            "cannot go with --augment: Keras's image transforms have no XLA kernels",
-        )
-        for name, allowed in CHOICES.items():
-            _check(getattr(self, name) in allowed, name, f"must be one of {', '.join(allowed)}")
-        check_formats(self.export_formats, flag_name("export_formats"))
-        _check(
-            SAVED_MODEL in self.export_formats,
-            "export_formats",
-            f"must include {SAVED_MODEL}: the demo and the benchmark read each run's SavedModel",
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        """Build a config from a dict, rejecting unknown keys."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"unknown configuration keys: {', '.join(unknown)}")
-        return cls(**values)
-
-
-# "seed" is the TF1 tutorial's network, for comparison: 784-64-10 with ReLU, every weight and
-# bias drawn from N(0, 1), plain SGD at 0.1, batch 100, 2,000 steps (4 epochs of 500 steps).
-# "v0.1" is the recipe that was the default before 0.2 (98.4% on the test set), kept so the
-# benchmark measures the new one against it.
+# Starting points other than the defaults (the --preset help says what each is). "v0.1" scored
+# 98.4% on the test set; the benchmark measures the default recipe against it.
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
     "v0.1": {
@@ -195,6 +68,136 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a training run; written to the run's `config.json`.
+
+    Each field with help text is a flag of `train` (and some of `tune`); an invalid value
+    raises ConfigError naming its flag when the config is made."""
+
+    # `resolve_config` starts each architecture from its own defaults (ARCH_DEFAULTS).
+    arch: str = option(
+        "mlp",
+        "network: mlp, 784-H-10 as the TF1 tutorial's; cnn, two 3x3 convolution + pooling "
+        "stages (32, 64 filters) before the same hidden layer, from its own recipe",
+    )
+    epochs: int = option(30, "passes over the training split", "N")
+    batch_size: int = option(256, "examples per step", "N")
+    hidden_units: int = option(768, "width of the hidden ReLU layer", "N")
+    learning_rate: float = option(2e-3, "optimizer step size, where the schedule starts", "X")
+    dropout: float = option(0.5, "dropout after the hidden layer, in [0, 1); 0 disables it", "X")
+    input_dropout: float = option(
+        0.2,
+        "dropout on the hidden layer's input (mlp: the pixels; cnn: the convolution features), "
+        "in [0, 1)",
+        "X",
+    )
+    augment: bool = option(
+        False,
+        "random shifts, rotations and zooms of each training image (Keras's preprocessing "
+        "layers, inside the model, idle outside training); turns --jit-compile off, since "
+        "TensorFlow has no XLA kernel for the image transform",
+    )
+    augment_shift: float = option(0.1, "largest shift, as a fraction of the image side", "X")
+    augment_rotation: float = option(10.0, "largest rotation, in degrees either way", "DEG")
+    augment_zoom: float = option(0.1, "largest zoom in or out, as a fraction of the side", "X")
+    optimizer: str = option("adam", "the optimizer")
+    schedule: str = option(
+        "cosine", "learning rate over the run: cosine decay from --learning-rate to 0, or constant"
+    )
+    api: str = option(
+        "sequential", "the Keras API that builds the network (the same network either way)"
+    )
+    initializer: str = "glorot"  # glorot (Keras default) or normal: N(0, 1) as in the TF1 tutorial
+    seed: int = option(42, "fixes the validation split, shuffling and initial weights", "N")
+    validation_size: int = option(
+        5000,
+        "examples held out of training to choose the best epoch; 0 trains on all and keeps the "
+        "last epoch (how tune trains its final model)",
+        "N",
+    )
+    steps_per_epoch: int | None = option(
+        None, "batches per epoch, the data repeating (default: one pass)", "N"
+    )
+    steps_per_execution: int = option(
+        32,
+        "batches per call into the compiled graph; the run uses the divisor of the epoch's "
+        "steps nearest it, recorded in config.json (Keras 3 runs only whole calls)",
+        "N",
+    )
+    jit_compile: bool = option(
+        True,
+        "XLA-compile the training step: 1.3-2.5x the samples per second on a CPU, "
+        "reproducible with --seed on Keras 2 and 3",
+    )
+    train_samples: int | None = option(None, "use only the first N training images", "N")
+    test_samples: int | None = option(None, "evaluate on only the first N test images", "N")
+    data: str | None = option(
+        None,
+        "folder of the four MNIST IDX files, or a .npz (default: $MNIST_KERAS_DATA, then the "
+        "Keras cache, then Keras's download)",
+        "PATH",
+    )
+    distribute: str = option(
+        "none",
+        "tf.distribute strategy: mirrored uses every local GPU (or the CPU), multi-worker the "
+        "cluster in TF_CONFIG (Keras 2 only); --batch-size is then per replica",
+    )
+    # The LiteRT files add about 1.3 s to a 47 s run (README, "ONNX and LiteRT").
+    export_formats: tuple[str, ...] = option(
+        (SAVED_MODEL, LITERT, LITERT_INT8),
+        "what to export beside model.keras, each file measured on the test set in its own "
+        "runtime; saved_model always (the demo and the benchmark read it); onnx needs "
+        "pip install 'mnist-keras[onnx]'",
+        "FORMAT",
+    )
+    preset: str = option(
+        "default",
+        "the values to start from, flags overriding them: seed, the TF1 tutorial's 784-64-10 "
+        "network (every weight N(0, 1), SGD 0.1, batch 100, 2,000 steps); v0.1, the default "
+        "recipe before this one (784-512-10, dropout 0.4, Adam 1e-3 constant, batch 128, no XLA)",
+    )
+
+    def __post_init__(self) -> None:
+        # config.json holds a list; the flag gives a list too.
+        object.__setattr__(self, "export_formats", tuple(self.export_formats))
+        for name in ("epochs", "batch_size", "hidden_units", "steps_per_execution"):
+            check(getattr(self, name) > 0, name, "must be a positive integer")
+        check(self.validation_size >= 0, "validation_size", "must be 0 or a positive integer")
+        for name in ("steps_per_epoch", "train_samples", "test_samples"):
+            value = getattr(self, name)
+            check(value is None or value > 0, name, "must be a positive integer")
+        check(self.learning_rate > 0, "learning_rate", "must be a positive number")
+        for name in ("dropout", "input_dropout", "augment_shift", "augment_zoom"):
+            check(0 <= getattr(self, name) < 1, name, "must be in [0, 1)")
+        check(0 <= self.augment_rotation <= 180, "augment_rotation", "must be in [0, 180]")
+        check(
+            not (self.augment and self.jit_compile),
+            "jit_compile",
+            "cannot go with --augment: Keras's image transforms have no XLA kernels",
+        )
+        for name, allowed in CHOICES.items():
+            check(getattr(self, name) in allowed, name, f"must be one of {', '.join(allowed)}")
+        check_formats(self.export_formats, flag_name("export_formats"))
+        check(
+            SAVED_MODEL in self.export_formats,
+            "export_formats",
+            f"must include {SAVED_MODEL}: the demo and the benchmark read each run's SavedModel",
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Build a config from a dict, rejecting unknown keys."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown configuration keys: {', '.join(unknown)}")
+        return cls(**values)
+
+
 # The allowed values of each field that has a fixed set, checked when a config is made.
 CHOICES: dict[str, tuple[str, ...]] = {
     "arch": ARCHS,
@@ -213,18 +216,13 @@ def add_train_flags(parser: argparse.ArgumentParser, names: Sequence[str] | None
     add_flags(parser, TrainConfig, names, choices, variants={"cnn": ARCH_DEFAULTS["cnn"]})
 
 
-def _check(ok: bool, field: str, problem: str) -> None:
-    if not ok:
-        raise ConfigError(f"{flag_name(field)} {problem}")
-
-
 def resolve_config(preset: str = "default", **overrides: Any) -> TrainConfig:
     """Start from the architecture's defaults and a preset, then apply the overrides that are
     not None. Augmenting turns XLA off unless --jit-compile was asked for."""
-    _check(preset in PRESETS, "preset", f"must be one of {', '.join(PRESETS)}, got {preset!r}")
+    check(preset in PRESETS, "preset", f"must be one of {', '.join(PRESETS)}, got {preset!r}")
     given = {k: v for k, v in overrides.items() if v is not None}
     arch = given.get("arch", PRESETS[preset].get("arch", TrainConfig.arch))
-    _check(arch in ARCH_DEFAULTS, "arch", f"must be one of {', '.join(ARCHS)}, got {arch!r}")
+    check(arch in ARCH_DEFAULTS, "arch", f"must be one of {', '.join(ARCHS)}, got {arch!r}")
     values = {**ARCH_DEFAULTS[arch], **PRESETS[preset], **given}
     if values.get("augment") and "jit_compile" not in given:
         values["jit_compile"] = False
@@ -272,9 +270,6 @@ SHARED_FLAGS = (
 class TuneConfig:
     """A hyperparameter search; `base` holds the data and training values that are not searched."""
 
-    # Random: every trial trains its whole cosine schedule. Hyperband scores most trials after a
-    # fraction of the epochs their schedule spans, still at a high learning rate, which ranks
-    # configurations by how they start, not how they end.
     tuner: str = option(
         "random",
         "search strategy: random trains every trial's whole cosine schedule; hyperband scores "
@@ -283,7 +278,6 @@ class TuneConfig:
     max_trials: int = option(
         8, "trials for random and bayesian; hyperband sizes itself from --max-epochs", "N"
     )
-    # None: the architecture's MAX_EPOCHS.
     max_epochs: int | None = option(
         None,
         "most epochs a trial trains, the span of its learning-rate schedule, and the final "
@@ -321,22 +315,22 @@ class TuneConfig:
             augment = "_augment" if self.base.augment else ""
             object.__setattr__(self, "project_name", f"mnist{cnn}{augment}")
         for name in ("max_trials", "max_epochs", "executions_per_trial"):
-            _check(getattr(self, name) > 0, name, "must be a positive integer")
-        _check(self.patience >= 0, "patience", "must be 0 (off) or a positive integer")
-        _check(self.connect_timeout > 0, "connect_timeout", "must be a positive number")
+            check(getattr(self, name) > 0, name, "must be a positive integer")
+        check(self.patience >= 0, "patience", "must be 0 (off) or a positive integer")
+        check(self.connect_timeout > 0, "connect_timeout", "must be a positive number")
         for name, allowed in TUNE_CHOICES.items():
-            _check(getattr(self, name) in allowed, name, f"must be one of {', '.join(allowed)}")
+            check(getattr(self, name) in allowed, name, f"must be one of {', '.join(allowed)}")
         distributed = self.role != "standalone"
-        _check(distributed == (self.oracle is not None), "oracle", "goes with --role chief|worker")
-        _check(
+        check(distributed == (self.oracle is not None), "oracle", "goes with --role chief|worker")
+        check(
             (self.role == "worker") == bool(self.worker_id), "worker_id", "goes with --role worker"
         )
         if self.oracle is not None:
             host, _, port = self.oracle.rpartition(":")
-            _check(
+            check(
                 bool(host) and port.isdigit(), "oracle", f"must be HOST:PORT, got {self.oracle!r}"
             )
-        _check(
+        check(
             self.base.validation_size > 0,
             "validation_size",
             "must be positive: trials are scored on it",

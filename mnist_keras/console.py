@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from mnist_keras.errors import ConfigError, MnistKerasError
+from mnist_keras.errors import INTERRUPTED, ConfigError, MnistKerasError
 
 if TYPE_CHECKING:
     from mnist_keras.train import Fitted, TrainResult
@@ -46,7 +46,7 @@ def cli(interrupted: str = "interrupted") -> Callable:
             except KeyboardInterrupt:
                 _stop_displays()
                 print_error(interrupted)
-                return 130
+                return INTERRUPTED
 
         return wrapped
 

@@ -11,13 +11,16 @@ import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from mnist_keras.config import TrainConfig
 from mnist_keras.errors import ConfigError, DataError, first_line
+
+if TYPE_CHECKING:
+    from mnist_keras.config import TrainConfig
 
 ENV_VAR = "MNIST_KERAS_DATA"
 IMAGE_SHAPE = (28, 28)

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from mnist_keras.runs import RunDir
 
+INTERRUPTED = 130  # the exit code of a command stopped by Ctrl-C (128 + SIGINT), as shells use
+
 
 class MnistKerasError(Exception):
     """Base class of every error the package raises on purpose."""
@@ -35,7 +37,7 @@ class TrainingDiverged(RunError):
 class TrainingInterrupted(RunError):
     """Ctrl-C during training; the run can be resumed from its last finished epoch."""
 
-    exit_code = 130
+    exit_code = INTERRUPTED
 
     def __init__(self, run: RunDir, resume: str | None = None) -> None:
         super().__init__(

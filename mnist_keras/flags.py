@@ -15,6 +15,8 @@ import typing
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from mnist_keras.errors import ConfigError
+
 HELP, METAVAR = "help", "metavar"
 
 
@@ -25,6 +27,12 @@ def option(default: Any, help: str, metavar: str = "") -> Any:
 
 def flag_name(field: str) -> str:
     return "--" + field.replace("_", "-")
+
+
+def check(ok: bool, field: str, problem: str) -> None:
+    """Raise ConfigError naming the field's flag and the `problem`, unless `ok`."""
+    if not ok:
+        raise ConfigError(f"{flag_name(field)} {problem}")
 
 
 def option_fields(cls: type) -> tuple[str, ...]:
@@ -48,19 +56,21 @@ def add_flags(
     choices, variants = choices or {}, variants or {}
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
-    for name in names or option_fields(cls):
+    for name in option_fields(cls) if names is None else names:
         field = fields[name]
         text = f"{field.metadata[HELP]}{_defaults(name, field.default, variants)}"
         kind = _base_type(hints[name])
         kwargs: dict[str, Any] = {"help": text}
         if kind is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
-        elif name in choices:
+        elif name in choices and kind is not tuple:
             kwargs["choices"] = choices[name]
-            if kind is tuple:
-                kwargs.update(nargs="+", metavar=field.metadata[METAVAR])
         else:
-            kwargs.update(type=kind, metavar=field.metadata[METAVAR])
+            kwargs["metavar"] = field.metadata[METAVAR]
+            if kind is tuple:  # several values, of `choices` when given
+                kwargs.update(nargs="+", choices=choices.get(name))
+            else:
+                kwargs["type"] = kind
         parser.add_argument(flag_name(name), **kwargs)
 
 

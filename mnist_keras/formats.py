@@ -4,7 +4,7 @@ difference: how the SavedModel is written).
 Every format carries the serving contract of `export.py`: uint8 `images` [N, 28, 28] in,
 float32 `probabilities` [N, 10] and int64 `classes` out.
 
-- saved_model: Keras 3 writes it with ExportArchive, Keras 2 with `tf.saved_model.save`.
+- saved_model: `compat.write_saved_model`.
 - litert, litert_int8: TensorFlow's LiteRT converter reads the SavedModel's `serving_default`
   signature, on both lines. That keeps the signature's names; Keras 3's own
   `model.export(format="litert")` names its one output `output_0` and drops `classes`, and

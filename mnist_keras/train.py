@@ -23,7 +23,6 @@ from mnist_keras import console, runtimes
 from mnist_keras.callbacks import EpochTimer, interrupt_between_steps, make_callbacks
 from mnist_keras.compat import versions
 from mnist_keras.config import (
-    PRESETS,
     TrainConfig,
     add_train_flags,
     read_config,
@@ -73,15 +72,13 @@ class Fitted:
 
 
 @dataclass(frozen=True)
-class TrainResult:
+class TrainResult(Fitted):
+    """A finished run: what `fit` left, the test-set evaluation and the exports."""
+
     run: RunDir
     config: TrainConfig
     evaluation: Evaluation
-    history: list[dict[str, float]]
     exports: tuple[Exported, ...]  # the SavedModel first
-    train_seconds: float  # wall time of model.fit in this process
-    samples_per_second: float  # steady state: the first epoch (tracing, warm-up) excluded
-    replicas: int = 1  # model copies that shared each step (tf.distribute)
 
     @property
     def export_path(self) -> Path:
@@ -117,9 +114,16 @@ def run(
     Args:
         datasets: arrays to use instead of loading `config.data` (tests inject data this way).
         callbacks: extra Keras callbacks, such as the CLI's progress display.
+
+    Raises:
+        ConfigError: in a multi-worker worker, which trains with `run_worker` instead.
+        TrainingInterrupted, TrainingDiverged: see `fit`.
     """
     if is_worker(config.distribute):
-        raise ConfigError("this process is a multi-worker worker: call run_worker")
+        raise ConfigError(
+            "--distribute multi-worker: this process is a worker (TF_CONFIG), not the chief; "
+            "it trains with run_worker(), and the chief writes the run"
+        )
     config, strategy, data, split = _prepare(config, datasets)
     run_dir = open_run_dir(resume) if resume else _start_run(runs_dir, config, data.source)
     history = read_history(run_dir.history_csv)
@@ -197,7 +201,9 @@ def finish(config: TrainConfig, data: Mnist, run_dir: RunDir, fitted: Fitted) ->
     exports = export_model(best, run_dir.export / MODEL_NAME, config.export_formats, calibration)
     exports = runtimes.measure(exports, data.x_test, data.y_test)
     save_keras_model(best, run_dir.keras_model)
-    result = TrainResult(run_dir, config, evaluation, exports=exports, **vars(fitted))
+    result = TrainResult(
+        **vars(fitted), run=run_dir, config=config, evaluation=evaluation, exports=exports
+    )
     write_json(run_dir.metrics_json, result.metrics())
     return result
 
@@ -264,15 +270,6 @@ def build_parser() -> console.Parser:
     )
     add_train_flags(p)
     p.add_argument(
-        "--preset",
-        choices=list(PRESETS),
-        default="default",
-        help="start from a preset; flags override it. seed: the TF1 tutorial's 784-64-10 network "
-        "(N(0,1) weights, SGD 0.1, batch 100, 2,000 steps); v0.1: the default recipe before "
-        "this one (784-512-10, dropout 0.4, Adam 1e-3 constant, batch 128, no XLA) "
-        "(default: default)",
-    )
-    p.add_argument(
         "--runs-dir",
         metavar="DIR",
         type=Path,
@@ -298,11 +295,12 @@ def build_parser() -> console.Parser:
 
 def config_from_args(args: Any) -> TrainConfig:
     """The config the flags ask for; with --resume, the run's own config (and --data, if given)."""
-    flags = given(args, [f for f in option_fields(TrainConfig) if f != "data"])
+    flags = given(args, [f for f in option_fields(TrainConfig) if f not in ("data", "preset")])
     if args.resume is None:
         hparams = read_hparams(args.hparams) if args.hparams else {}
-        return resolve_config(args.preset, data=args.data, **{**hparams, **flags})
-    if flags or args.preset != "default" or args.hparams:
+        preset = args.preset or TrainConfig.preset
+        return resolve_config(preset, data=args.data, **{**hparams, **flags})
+    if flags or args.preset or args.hparams:
         raise ConfigError("--resume takes the run's saved configuration; drop the other flags")
     config = read_config(open_run_dir(args.resume).config_json)
     return dataclasses.replace(config, data=args.data or config.data)

@@ -30,7 +30,7 @@ FONT_DIRS = (
 FONT_SUFFIXES = (".ttf", ".otf")
 # These draw digits, but as formula or symbol faces nobody prints numbers in.
 NOT_TEXT_FAMILIES = ("Symbol", "Math")
-PRINTED = 112  # side of a printed picture, as the issue measured them
+PRINTED = 112  # side of a printed picture in pixels: room around a glyph for its shifts and sizes
 CANVAS, PEN = 280, 18  # the demo's canvas and its round pen (demo_static/app.js)
 PAPER = (180.0, 240.0)  # photo paper brightness, darkest to lightest
 KINDS = ("printed", "strokes", "photo")

@@ -18,7 +18,7 @@ from pathlib import Path
 from mnist_keras import console, demo_page
 from mnist_keras.contract import MODEL_NAME
 from mnist_keras.demo import Backend, create_app
-from mnist_keras.errors import ConfigError, MnistKerasError, RunError, first_line
+from mnist_keras.errors import ConfigError, RunError, first_line
 from mnist_keras.handwriting import pen_path
 from mnist_keras.runs import DEFAULT_RUNS_DIR, newest_export
 from mnist_keras.runtimes import Classifier, load_classifier
@@ -65,14 +65,11 @@ def screenshot(classifier: Classifier, digit: int, seed: int, out: Path) -> demo
     return answer
 
 
+@console.cli()
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-        check_setup(args.out)
-        classifier = load_classifier(args.model if args.model is not None else newest_export())
-    except MnistKerasError as exc:
-        console.print_error(str(exc))
-        return 2
+    args = build_parser().parse_args(argv)
+    check_setup(args.out)
+    classifier = load_classifier(args.model if args.model is not None else newest_export())
     console.print_line(f"model: {classifier.path}")
     from playwright.sync_api import Error as PlaywrightError
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mnist_keras import console
 from mnist_keras.data import load_mnist
-from mnist_keras.errors import MnistKerasError
 
 
 def predict(url: str, image: np.ndarray) -> tuple[float, int | None]:
@@ -59,6 +59,7 @@ def load_test(url: str, images: np.ndarray, requests: int, concurrency: int) -> 
     }
 
 
+@console.cli()
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default="http://127.0.0.1:8000", help="server root")
@@ -70,11 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.requests < 1 or args.concurrency < 1:
         parser.error("--requests and --concurrency must be positive integers")
-    try:
-        images = load_mnist(args.data).x_test[:100]
-    except MnistKerasError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    images = load_mnist(args.data).x_test[:100]
     url = f"{args.url.rstrip('/')}/v1/models/{args.model}:predict"
     report = load_test(url, images, args.requests, args.concurrency)
     if args.json:

@@ -26,6 +26,7 @@ from helpers import (
     write_idx_folder,
 )
 
+from mnist_keras.compat import atomic_tuner_writes
 from mnist_keras.config import TuneConfig, resolve_config
 from mnist_keras.errors import TuneError
 from mnist_keras.train import build_parser as train_parser
@@ -453,6 +454,8 @@ def test_trial_rows_skip_a_trial_file_still_being_written(tmp_path):
 def test_keras_tuner_state_is_written_atomically(tmp_path, monkeypatch):
     from keras_tuner.src import utils as kt_utils
 
+    monkeypatch.setattr(kt_utils, "save_json", kt_utils.save_json)  # restored afterwards
+    atomic_tuner_writes()  # as making a tuner does
     path = tmp_path / "oracle.json"
     kt_utils.save_json(str(path), {"trials": 1})
     monkeypatch.setattr(os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(28, "disk full")))
