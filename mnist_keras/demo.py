@@ -2,9 +2,10 @@
 
 A local page over an exported model (SavedModel, ONNX or LiteRT), by default the newest
 SavedModel under artifacts/runs. Its JSON API is TensorFlow Serving's REST API (`POST
-/v1/models/<name>:predict`, `GET /v1/models/<name>`), so the page runs unchanged against a real
-TensorFlow Serving (`--serving-url`); `POST /demo/preprocess` brings a drawing or a picture to
-MNIST form with `predict.to_mnist`, the one implementation `predict` uses too.
+/v1/models/<name>:predict` for either signature, `GET /v1/models/<name>`), so the page runs
+unchanged against a real TensorFlow Serving (`--serving-url`); `POST /demo/preprocess` brings
+a drawing or a picture to MNIST form with `predict.to_mnist`, the one implementation `predict`
+uses too.
 """
 
 from __future__ import annotations
@@ -25,12 +26,18 @@ import numpy as np
 import tensorflow as tf
 
 from mnist_keras import console
-from mnist_keras.contract import MODEL_NAME, OUTPUT_CLASSES, OUTPUT_PROBABILITIES
+from mnist_keras.contract import (
+    MODEL_NAME,
+    OUTPUT_CLASSES,
+    OUTPUT_PROBABILITIES,
+    SIGNATURE,
+    SIGNATURE_FLOAT,
+)
 from mnist_keras.data import IMAGE_SHAPE
 from mnist_keras.errors import ConfigError, DataError, first_line
 from mnist_keras.predict import MODEL_HELP, decode_picture, to_mnist
 from mnist_keras.runs import DEFAULT_RUNS_DIR, newest_export
-from mnist_keras.runtimes import Classifier, load_classifier, version_of
+from mnist_keras.runtimes import Classifier, SavedModelClassifier, load_classifier, version_of
 
 try:  # the server is an optional extra: pip install 'mnist-keras[demo]'
     import uvicorn
@@ -47,6 +54,7 @@ STATIC = Path(__file__).with_name("demo_static")
 MAX_BODY = 1 << 20  # bytes; a 280x280 drawing as JSON is about 300 kB
 MAX_SIDE = 2000  # pixels, for drawings sent as arrays
 PROXY_TIMEOUT_S = 10
+SIGNATURES = (SIGNATURE, SIGNATURE_FLOAT)  # the contract's; older SavedModels lack the float one
 
 
 class ApiError(Exception):
@@ -59,40 +67,104 @@ class ApiError(Exception):
 
 @dataclass(frozen=True)
 class Backend:
-    """Where predictions come from: the local SavedModel, or a TensorFlow Serving URL."""
+    """Where predictions come from: a local export, or a TensorFlow Serving URL."""
 
     name: str
     classifier: Classifier | None = None
     serving_url: str | None = None
     version: str = "1"
 
+    def signatures(self) -> tuple[str, ...]:
+        """The signatures a request may name (TensorFlow Serving checks its own model's too)."""
+        if isinstance(self.classifier, SavedModelClassifier):
+            return self.classifier.signatures
+        return SIGNATURES if self.serving_url else (SIGNATURE,)
 
-def parse_instances(payload: Any) -> np.ndarray:
-    """TF Serving's row format for our signature: {"instances": N x 28 x 28 integers 0..255}."""
-    if not isinstance(payload, dict) or "instances" not in payload:
+
+def parse_request(payload: Any, backend: Backend) -> tuple[str, np.ndarray]:
+    """A predict body's signature and its images, checked in TF Serving's order."""
+    if not isinstance(payload, dict):
         raise ApiError(400, 'the body must be a JSON object with "instances"')
-    array = _int_array(payload["instances"], "instances")
+    signature = signature_name(payload, backend)
+    return signature, parse_instances(payload, signature)
+
+
+def signature_name(payload: dict, backend: Backend) -> str:
+    """The body's `signature_name` (empty or absent: `serving_default`), if `backend` has it."""
+    name = payload.get("signature_name", "")
+    if not isinstance(name, str):
+        raise ApiError(400, "'signature_name' key must be a string value")
+    name = name or SIGNATURE
+    if name not in backend.signatures():
+        raise _unknown_signature(name, backend)
+    return name
+
+
+def _unknown_signature(name: str, backend: Backend) -> ApiError:
+    if name == SIGNATURE_FLOAT and not isinstance(backend.classifier, SavedModelClassifier):
+        # ONNX and LiteRT files hold serving_default alone; scaling float pixels to uint8 would
+        # round them (0.5 is 127.5) and could change the answer, so they are refused.
+        return ApiError(
+            400,
+            f'signature "{name}" needs the SavedModel: {backend.classifier.path.name} has only '
+            f'"{SIGNATURE}" (integers 0..255)',
+        )
+    return ApiError(400, f'Serving signature name: "{name}" not found in signature def')
+
+
+def parse_instances(payload: dict, signature: str = SIGNATURE) -> np.ndarray:
+    """TF Serving's row format: {"instances": N x 28 x 28 pixels}, as `signature` takes them."""
+    if "instances" not in payload:
+        raise ApiError(400, 'the body must be a JSON object with "instances"')
+    if signature == SIGNATURE_FLOAT:
+        array = _unit_array(payload["instances"], "instances")
+    else:
+        hint = f' (floats in [0, 1] go to signature_name "{SIGNATURE_FLOAT}")'
+        array = _int_array(payload["instances"], "instances", hint)
     if array.ndim != 3 or array.shape[1:] != IMAGE_SHAPE or len(array) == 0:
         raise ApiError(400, f"instances must have shape [N, 28, 28], got {list(array.shape)}")
     return array
 
 
-def _int_array(values: Any, what: str) -> np.ndarray:
-    """Integers 0..255 as uint8, or ApiError naming `what` and the defect."""
-    try:
-        array = np.asarray(values)
-    except ValueError as exc:  # ragged lists
-        raise ApiError(400, f"{what} is not a rectangular array ({first_line(exc)})") from exc
+def _int_array(values: Any, what: str, hint: str = "") -> np.ndarray:
+    """Integers 0..255 as uint8, or ApiError naming `what` and the defect (then `hint`)."""
+    array = _array(values, what)
     if array.size and array.dtype.kind not in "iu":
-        raise ApiError(400, f"{what} must hold integers 0..255 (uint8), got {array.dtype.name}")
+        raise ApiError(
+            400, f"{what} must hold integers 0..255 (uint8), got {array.dtype.name}{hint}"
+        )
     if array.size and (array.min() < 0 or array.max() > 255):
         raise ApiError(400, f"{what} has values outside 0..255")
     return array.astype(np.uint8)
 
 
-def predictions(backend: Backend, images: np.ndarray) -> list[dict[str, Any]]:
+def _unit_array(values: Any, what: str) -> np.ndarray:
+    """Numbers in [0, 1] as float32, or ApiError naming `what` and the defect."""
+    array = _array(values, what)
+    if array.size and array.dtype.kind not in "iuf":
+        raise ApiError(400, f"{what} must hold numbers 0.0..1.0, got {array.dtype.name}")
+    if array.size and not ((array >= 0) & (array <= 1)).all():  # NaN fails both
+        raise ApiError(
+            400,
+            f'{what} has values outside 0.0..1.0: "{SIGNATURE_FLOAT}" takes pixels scaled to '
+            f'[0, 1] (integers 0..255 go to "{SIGNATURE}")',
+        )
+    return array.astype(np.float32)
+
+
+def _array(values: Any, what: str) -> np.ndarray:
+    try:
+        return np.asarray(values)
+    except ValueError as exc:  # ragged lists
+        raise ApiError(400, f"{what} is not a rectangular array ({first_line(exc)})") from exc
+
+
+def predictions(backend: Backend, signature: str, images: np.ndarray) -> list[dict[str, Any]]:
     """One {"probabilities", "classes"} object per image, as TF Serving answers."""
-    probabilities = backend.classifier(images)
+    if signature == SIGNATURE_FLOAT:
+        probabilities = backend.classifier.from_float(images)
+    else:
+        probabilities = backend.classifier(images)
     return [
         {OUTPUT_PROBABILITIES: [float(p) for p in row], OUTPUT_CLASSES: int(row.argmax())}
         for row in probabilities
@@ -182,12 +254,13 @@ def create_app(backend: Backend) -> Starlette:
     async def predict(request: Request) -> Response:
         check_name(request)
         body = await read_body(request)
-        images = parse_instances(parse_json(body))
+        signature, images = parse_request(parse_json(body), backend)
         if backend.serving_url:
             url = f"{backend.serving_url}/v1/models/{backend.name}:predict"
             status, answer = await run_in_threadpool(forward, url, body)
             return Response(answer, status, media_type="application/json")
-        return JSONResponse({"predictions": await run_in_threadpool(predictions, backend, images)})
+        answer = await run_in_threadpool(predictions, backend, signature, images)
+        return JSONResponse({"predictions": answer})
 
     async def status(request: Request) -> Response:
         check_name(request)

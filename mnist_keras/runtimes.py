@@ -20,7 +20,13 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 import tensorflow as tf
 
-from mnist_keras.contract import INPUT_NAME, OUTPUT_CLASSES, OUTPUT_PROBABILITIES, SIGNATURE
+from mnist_keras.contract import (
+    INPUT_NAME,
+    OUTPUT_CLASSES,
+    OUTPUT_PROBABILITIES,
+    SIGNATURE,
+    SIGNATURE_FLOAT,
+)
 from mnist_keras.errors import ModelError, first_line
 from mnist_keras.quiet import native_stderr
 
@@ -74,14 +80,15 @@ def _existing(path: Path) -> Path:
 
 
 class SavedModelClassifier:
-    """The SavedModel's `serving_default` signature, under TensorFlow."""
+    """The SavedModel's `serving_default` signature, under TensorFlow; `serving_float` too."""
 
     def __init__(self, model_dir: Path) -> None:
         self.path = resolve_model_dir(model_dir)
         try:
-            signature = tf.saved_model.load(str(self.path)).signatures.get(SIGNATURE)
+            signatures = tf.saved_model.load(str(self.path)).signatures
         except (OSError, ValueError, tf.errors.OpError) as exc:
             raise ModelError(f"--model {self.path}: not a loadable SavedModel ({exc})") from exc
+        signature = signatures.get(SIGNATURE)
         inputs = signature.structured_input_signature[1] if signature is not None else {}
         spec = inputs.get(INPUT_NAME)
         if spec is None or spec.dtype != tf.uint8:
@@ -89,9 +96,22 @@ class SavedModelClassifier:
                 f"--model {self.path}: no {SIGNATURE!r} signature taking uint8 {INPUT_NAME!r}"
             )
         self._serve = signature
+        self._serve_float = signatures.get(SIGNATURE_FLOAT)  # exports older than it lack it
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         outputs = self._serve(**{INPUT_NAME: tf.constant(images, tf.uint8)})
+        return outputs[OUTPUT_PROBABILITIES].numpy()
+
+    @property
+    def signatures(self) -> tuple[str, ...]:
+        """The contract's signatures this export has."""
+        return (SIGNATURE,) if self._serve_float is None else (SIGNATURE, SIGNATURE_FLOAT)
+
+    def from_float(self, images: np.ndarray) -> np.ndarray:
+        """Probabilities from `serving_float`: float32 pixels in [0, 1], [N, 28, 28]."""
+        if self._serve_float is None:
+            raise ModelError(f"--model {self.path}: no {SIGNATURE_FLOAT!r} signature")
+        outputs = self._serve_float(**{INPUT_NAME: tf.constant(images, tf.float32)})
         return outputs[OUTPUT_PROBABILITIES].numpy()
 
 

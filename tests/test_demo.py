@@ -23,10 +23,12 @@ from helpers import assert_clean_failure, run_cli
 from starlette.testclient import TestClient
 
 from mnist_keras import demo, demo_page
+from mnist_keras.compat import write_saved_model
+from mnist_keras.contract import SIGNATURE, SIGNATURE_FLOAT
 from mnist_keras.demo import MAX_BODY, Backend, create_app
 from mnist_keras.demo_page import Server, free_port
 from mnist_keras.errors import NoExportError
-from mnist_keras.export import export_model
+from mnist_keras.export import export_model, serving_functions
 from mnist_keras.handwriting import DIGIT_STROKES, pen_path
 from mnist_keras.predict import to_mnist
 from mnist_keras.runs import newest_export
@@ -58,6 +60,45 @@ def test_predict_matches_the_saved_model(client, classifier, real_mnist):
     direct = classifier(images)
     assert [p["classes"] for p in predictions] == direct.argmax(axis=1).tolist()
     np.testing.assert_allclose([p["probabilities"] for p in predictions], direct, atol=1e-6)
+
+
+def test_float_signature_answers_as_the_uint8_one(client, real_mnist):
+    images = real_mnist.x_test[:20]
+    answers = {
+        name: _predict(client, {"signature_name": name, "instances": pixels.tolist()})
+        for name, pixels in (("", images), (SIGNATURE, images), (SIGNATURE_FLOAT, images / 255))
+    }
+    for name, answer in answers.items():
+        assert answer.status_code == 200, (name, answer.text)
+    served = {name: answer.json()["predictions"] for name, answer in answers.items()}
+    classes = {name: [p["classes"] for p in rows] for name, rows in served.items()}
+    assert classes[SIGNATURE_FLOAT] == classes[SIGNATURE] == classes[""]
+    np.testing.assert_allclose(
+        [p["probabilities"] for p in served[SIGNATURE_FLOAT]],
+        [p["probabilities"] for p in served[SIGNATURE]],
+        atol=1e-5,
+    )
+
+
+def test_unknown_signature_gets_tf_servings_error(client):
+    answer = _predict(client, {"signature_name": "serving_nope", "instances": [[[0] * 28] * 28]})
+    assert answer.status_code == 400
+    assert answer.json() == {
+        "error": 'Serving signature name: "serving_nope" not found in signature def'
+    }
+
+
+def test_saved_model_without_the_float_signature_says_so_as_tf_serving(trained, tmp_path):
+    model = keras.saving.load_model(str(trained.run.keras_model))
+    write_saved_model(model, {SIGNATURE: serving_functions(model)[SIGNATURE]}, tmp_path / "1")
+    client = TestClient(create_app(Backend("mnist", classifier=load_classifier(tmp_path / "1"))))
+    body = {"signature_name": SIGNATURE_FLOAT, "instances": [[[0.0] * 28] * 28]}
+    answer = _predict(client, body)
+    assert answer.status_code == 400
+    assert answer.json()["error"] == (
+        f'Serving signature name: "{SIGNATURE_FLOAT}" not found in signature def'
+    )
+    assert _predict(client, {"instances": [[[0] * 28] * 28]}).status_code == 200
 
 
 def test_model_status_as_tf_serving_reports_it(client, classifier):
@@ -94,6 +135,21 @@ def test_demo_serves_onnx_and_litert_files_as_tf_serving_would(
         np.testing.assert_allclose(served, direct, atol=1e-5)
 
 
+@pytest.mark.parametrize("fmt", ["onnx", "litert"])
+def test_float_signature_on_onnx_and_litert_files_asks_for_the_saved_model(file_exports, fmt):
+    args = demo.build_parser().parse_args(["--model", str(file_exports[fmt])])
+    client = TestClient(create_app(demo.backend_from_args(args)))
+    answer = _predict(client, {"signature_name": SIGNATURE_FLOAT, "instances": [[[0.5] * 28] * 28]})
+    assert answer.status_code == 400
+    error = answer.json()["error"]
+    assert f'"{SIGNATURE_FLOAT}" needs the SavedModel' in error
+    assert file_exports[fmt].name in error
+
+
+def _float_body(pixel) -> dict:
+    return {"signature_name": SIGNATURE_FLOAT, "instances": [[[pixel] * 28] * 28]}
+
+
 BAD_BODIES = {
     "malformed JSON": (b"{not json", "malformed JSON"),
     "no instances": ({"inputs": []}, '"instances"'),
@@ -104,6 +160,13 @@ BAD_BODIES = {
     "ragged": ({"instances": [[[0] * 28] * 27 + [[0] * 3]]}, "rectangular"),
     "empty": ({"instances": []}, "shape [N, 28, 28]"),
     "over 1 MB": (b'{"instances": [' + b"0," * MAX_BODY + b"0]}", "byte limit"),
+    "float above 1": (_float_body(1.5), "outside 0.0..1.0"),
+    "float negative": (_float_body(-0.1), "outside 0.0..1.0"),
+    "float NaN": (_float_body(float("nan")), "outside 0.0..1.0"),
+    "0..255 to the float signature": (_float_body(255), "outside 0.0..1.0"),
+    "float text": (_float_body("a"), "numbers 0.0..1.0"),
+    "float wrong shape": ({**_float_body(0.5), "instances": [[[0.5] * 28] * 27]}, "[N, 28, 28]"),
+    "signature_name not a string": ({**_float_body(0.5), "signature_name": 3}, "string value"),
 }
 
 
@@ -177,6 +240,20 @@ def test_serving_url_forwards_to_tf_serving(classifier, real_mnist):
     down = TestClient(create_app(Backend("mnist", serving_url="http://127.0.0.1:9")))
     answer = _predict(down, {"instances": real_mnist.x_test[:1].tolist()})
     assert answer.status_code == 502 and "did not answer" in answer.json()["error"]
+
+
+def test_serving_url_forwards_the_float_signature(classifier, real_mnist):
+    upstream = create_app(Backend("mnist", classifier=classifier))
+    with Server(upstream) as serving:
+        proxy = TestClient(create_app(Backend("mnist", serving_url=serving.url)))
+        body = {
+            "signature_name": SIGNATURE_FLOAT,
+            "instances": (real_mnist.x_test[:5] / 255).tolist(),
+        }
+        answer = _predict(proxy, body)
+    assert answer.status_code == 200
+    classes = [p["classes"] for p in answer.json()["predictions"]]
+    assert classes == classifier(real_mnist.x_test[:5]).argmax(axis=1).tolist()
 
 
 @pytest.mark.slow
