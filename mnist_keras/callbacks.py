@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import threading
 import time
@@ -11,10 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from mnist_keras.compat import backup_options
 from mnist_keras.data import IMAGE_SHAPE
+from mnist_keras.export import copy_weights, keras_only_copy, save_keras_model
 from mnist_keras.runs import RunDir
 
 
@@ -40,11 +41,13 @@ def make_callbacks(
             log_dir=str(run.tensorboard), histogram_freq=1, write_graph=False
         ),
         GraphWriter(run.tensorboard / "train"),
+        # Keras decides which epoch is best; PublishCheckpoint turns its weights into the model.
         keras.callbacks.ModelCheckpoint(
             str(run.checkpoint_partial),
             monitor="val_accuracy",
             mode="max",
             save_best_only=validate,
+            save_weights_only=True,
             initial_value_threshold=best_val_accuracy,
         ),
         PublishCheckpoint(run.checkpoint_partial, run.best_checkpoint),
@@ -53,22 +56,35 @@ def make_callbacks(
 
 
 class PublishCheckpoint(keras.callbacks.Callback):
-    """Rename each checkpoint ModelCheckpoint finished writing onto the best-model path.
-
-    ModelCheckpoint writes in place, so a kill during a save would leave a broken file; writing
-    beside it and renaming means the best model is always the old complete file or the new one.
+    """Each time ModelCheckpoint saved the weights of a new best epoch, publish the model as the
+    best checkpoint: written beside and renamed into place, so a kill leaves the old complete file
+    or the new one; with Keras's own layers only, so it loads without this package; and never
+    with a weight that is not finite, so a diverged epoch cannot pass for a good one.
     """
 
     def __init__(self, partial: Path, final: Path) -> None:
         super().__init__()
         self.partial, self.final = partial, final
+        self._copy: keras.Model | None = None
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self.partial.unlink(missing_ok=True)  # a save cut off before the last stop
+        # Made here, where every multi-worker process is, not at a save, which only the chief
+        # makes: creating variables is a collective operation there.
+        self._copy = keras_only_copy(self.model)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        if self.partial.exists():
-            os.replace(self.partial, self.final)
+        if self._copy is None or not self.partial.exists():
+            return
+        self.partial.unlink()
+        if all_finite(self.model):
+            copy_weights(self.model, self._copy)
+            save_keras_model(self._copy, self.final)
+
+
+def all_finite(model: keras.Model) -> bool:
+    """Whether every weight of `model` is a finite number (no NaN, no infinity)."""
+    return all(np.isfinite(w).all() for w in model.get_weights())
 
 
 class GraphWriter(keras.callbacks.Callback):

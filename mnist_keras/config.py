@@ -21,6 +21,8 @@ APIS = ("sequential", "functional")
 ARCHS = ("mlp", "cnn")  # the network: see model.py
 INITIALIZERS = ("glorot", "normal")
 STRATEGIES = ("none", "mirrored", "multi-worker")  # tf.distribute: see distribute.py
+# A --train-samples too small for the default validation split holds out this fraction of it.
+VALIDATION_FRACTION = 10
 
 # Where the convnet's recipe differs from the MLP's (the dataclass defaults), measured in
 # README.md's "Digits in the wild". XLA's CPU convolutions trained the convnet (without
@@ -113,7 +115,8 @@ class TrainConfig:
     validation_size: int = option(
         5000,
         "examples held out of training to choose the best epoch; 0 trains on all and keeps the "
-        "last epoch (how tune trains its final model)",
+        "last epoch (how tune trains its final model); with a smaller --train-samples N and no "
+        f"--validation-size, N/{VALIDATION_FRACTION} is held out",
         "N",
     )
     steps_per_epoch: int | None = option(
@@ -167,6 +170,8 @@ class TrainConfig:
         for name in ("steps_per_epoch", "train_samples", "test_samples"):
             value = getattr(self, name)
             check(value is None or value > 0, name, "must be a positive integer")
+        if self.train_samples is not None:
+            self._check_validation_fits(self.train_samples)
         check(self.learning_rate > 0, "learning_rate", "must be a positive number")
         for name in ("dropout", "input_dropout", "augment_shift", "augment_zoom"):
             check(0 <= getattr(self, name) < 1, name, "must be in [0, 1)")
@@ -184,6 +189,10 @@ class TrainConfig:
             "export_formats",
             f"must include {SAVED_MODEL}: the demo and the benchmark read each run's SavedModel",
         )
+
+    def _check_validation_fits(self, n: int) -> None:
+        if self.validation_size >= n:
+            raise ConfigError(validation_too_large(self.validation_size, n, f"--train-samples {n}"))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -224,9 +233,27 @@ def resolve_config(preset: str = "default", **overrides: Any) -> TrainConfig:
     arch = given.get("arch", PRESETS[preset].get("arch", TrainConfig.arch))
     check(arch in ARCH_DEFAULTS, "arch", f"must be one of {', '.join(ARCHS)}, got {arch!r}")
     values = {**ARCH_DEFAULTS[arch], **PRESETS[preset], **given}
+    if values.get("train_samples") and "validation_size" not in given:
+        values["validation_size"] = validation_size_for(
+            values["train_samples"], values.get("validation_size", TrainConfig.validation_size)
+        )
     if values.get("augment") and "jit_compile" not in given:
         values["jit_compile"] = False
     return TrainConfig(preset=preset, **values)
+
+
+def validation_size_for(train_samples: int, default: int) -> int:
+    """The validation split for `--train-samples` alone: the default, or a fraction of a set too
+    small for it."""
+    return min(default, train_samples // VALIDATION_FRACTION)
+
+
+def validation_too_large(size: int, n: int, training_set: str) -> str:
+    """The error for a validation split of `size` of `n` training images, naming sizes that fit."""
+    return (
+        f"--validation-size {size} must be smaller than {training_set}: use at most {n - 1}, "
+        f"such as {n // VALIDATION_FRACTION}, or 0 to train on them all"
+    )
 
 
 def read_config(path: Path) -> TrainConfig:

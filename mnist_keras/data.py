@@ -17,6 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from mnist_keras.config import validation_too_large
 from mnist_keras.errors import ConfigError, DataError, first_line
 
 if TYPE_CHECKING:
@@ -215,9 +216,8 @@ def _load_from_keras() -> Mnist:
 def split_validation(x: np.ndarray, y: np.ndarray, size: int, seed: int) -> Split:
     """Carve a seeded random validation set of `size` examples from the training set."""
     if size >= len(x):
-        raise ConfigError(
-            f"--validation-size {size} must be smaller than the training set ({len(x)} images)"
-        )
+        training_set = f"the training set ({len(x)} images)"
+        raise ConfigError(validation_too_large(size, len(x), training_set))
     order = np.random.default_rng(seed).permutation(len(x))
     val, train = order[:size], order[size:]
     return Split(x[train], y[train], x[val], y[val])

@@ -86,6 +86,6 @@ def worker_scratch(resume: Path | None) -> Iterator[RunDir]:
     try:
         yield run
     except TrainingInterrupted as exc:
-        raise TrainingInterrupted(run, str(resume or "<the chief's run folder>")) from exc
+        raise TrainingInterrupted(run, str(resume or "CHIEF_RUN_DIR")) from exc
     finally:
         shutil.rmtree(run.path, ignore_errors=True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from mnist_keras.shell import python_module
+
 if TYPE_CHECKING:
     from mnist_keras.runs import RunDir
 
@@ -40,9 +42,8 @@ class TrainingInterrupted(RunError):
     exit_code = INTERRUPTED
 
     def __init__(self, run: RunDir, resume: str | None = None) -> None:
-        super().__init__(
-            f"interrupted; resume with: python -m mnist_keras.train --resume {resume or run.path}"
-        )
+        command = python_module("mnist_keras.train", "--resume", resume or run.path)
+        super().__init__(f"interrupted; resume with: {command}")
         self.run = run
 
 

@@ -151,11 +151,18 @@ def save_keras_model(model: keras.Model, path: Path) -> Path:
 
 
 def with_keras_dropout(model: keras.Model) -> keras.Model:
-    """`model` with `keras.layers.Dropout` in place of each HashDropout (the same network outside
-    training), compiled with the same loss, metrics and optimizer, for saving: other code then
-    needs only Keras to load it."""
+    """`model`, or a copy with `keras.layers.Dropout` in place of each HashDropout (the same
+    network outside training), for saving: other code then needs only Keras to load it."""
     if not any(isinstance(layer, HashDropout) for layer in model.layers):
         return model
+    copy = keras_only_copy(model)
+    copy_weights(model, copy)
+    return copy
+
+
+def keras_only_copy(model: keras.Model) -> keras.Model:
+    """A new model like `model` with Keras's Dropout for each HashDropout, compiled with the same
+    loss, metrics and optimizer (its state too: a file saved from it resumes training as is)."""
 
     def clone(layer: keras.layers.Layer) -> keras.layers.Layer:
         if isinstance(layer, HashDropout):
@@ -163,12 +170,16 @@ def with_keras_dropout(model: keras.Model) -> keras.Model:
         return layer.__class__.from_config(layer.get_config())
 
     copy = keras.models.clone_model(model, clone_function=clone)
-    for layer in copy.layers:
-        if layer.weights:
-            layer.set_weights(model.get_layer(layer.name).get_weights())
     if model.optimizer is not None:
-        compile_model(copy, model.optimizer)  # its state too: the file resumes training as is
+        compile_model(copy, model.optimizer)
     return copy
+
+
+def copy_weights(source: keras.Model, target: keras.Model) -> None:
+    """Set each of `target`'s layers to the weights of `source`'s layer of the same name."""
+    for layer in target.layers:
+        if layer.weights:
+            layer.set_weights(source.get_layer(layer.name).get_weights())
 
 
 def serving_functions(model: keras.Model) -> dict[str, tf.types.experimental.GenericFunction]:

@@ -35,8 +35,9 @@ class RunDir:
     history_csv = _file("history.csv")
     tensorboard = _file("tensorboard")
     best_checkpoint = _file("checkpoints", "best.keras")
-    # Where ModelCheckpoint writes before the file is renamed onto `best_checkpoint`.
-    checkpoint_partial = _file("checkpoints", ".partial.keras")
+    # Where ModelCheckpoint saves a new best epoch's weights, before the model is published as
+    # `best_checkpoint` (callbacks.PublishCheckpoint).
+    checkpoint_partial = _file("checkpoints", ".partial.weights.h5")
     backup = _file("backup")
     export = _file("export")
     keras_model = _file("model.keras")
@@ -113,8 +114,11 @@ def read_json(path: Path) -> dict[str, Any]:
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically: a reader sees the old complete file or the new one, never a part."""
-    write_bytes(path, (json.dumps(data, indent=2, default=_jsonable) + "\n").encode())
+    """Write strict JSON atomically: a reader sees the old complete file or the new one, never a
+    part. JSON has no NaN or infinity (strict parsers and JavaScript's JSON.parse refuse them), so
+    such a number is written as null; whoever writes one says why beside it."""
+    text = json.dumps(_strict(data), indent=2, allow_nan=False, default=str)
+    write_bytes(path, (text + "\n").encode())
 
 
 def write_bytes(path: Path, data: bytes) -> None:
@@ -139,10 +143,17 @@ def _umask() -> int:
     return mask
 
 
-def _jsonable(value: Any) -> Any:
-    if hasattr(value, "tolist"):  # numpy arrays and scalars
-        return value.tolist()
-    return str(value)
+def _strict(value: Any) -> Any:
+    """`value` with numpy arrays and scalars as lists and numbers, non-finite floats as None."""
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _strict(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(item) for item in value]
+    return value
 
 
 def read_history(path: Path) -> list[dict[str, float]]:

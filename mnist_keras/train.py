@@ -180,16 +180,24 @@ def fit(
         raise TrainingInterrupted(run_dir) from exc
     history = read_history(run_dir.history_csv)
     if not history or math.isnan(history[-1].get("loss", math.nan)):
-        write_json(run_dir.metrics_json, {"status": "diverged", "history": history})
-        kept = (
-            f"the last good checkpoint is {run_dir.best_checkpoint}"
-            if run_dir.best_checkpoint.is_file()
-            else "no epoch finished before it, so no checkpoint was kept"
+        reason = f"loss became NaN at epoch {len(history) or 1}"
+        write_json(
+            run_dir.metrics_json, {"status": "diverged", "reason": reason, "history": history}
         )
-        raise TrainingDiverged(
-            f"loss became NaN at epoch {len(history) or 1}: lower --learning-rate; {kept}"
-        )
+        raise TrainingDiverged(f"{reason}: lower --learning-rate; {_left_after(run_dir, history)}")
     return Fitted(history, seconds, samples_per_second, strategy.num_replicas_in_sync)
+
+
+def _left_after(run_dir: RunDir, history: list[dict[str, float]]) -> str:
+    """What a diverged run leaves to use: its best checkpoint, which never holds a NaN."""
+    if not run_dir.best_checkpoint.is_file():
+        return "no epoch before it ended with finite weights, so no checkpoint was kept"
+    finite = [row for row in history[:-1] if math.isfinite(row.get("val_accuracy", math.nan))]
+    best = max(finite, key=lambda row: row["val_accuracy"], default=None)
+    which = (
+        f" (epoch {best['epoch']}, {best['val_accuracy']:.2%} validation accuracy)" if best else ""
+    )
+    return f"the best model before it{which} is in {run_dir.best_checkpoint}"
 
 
 def finish(config: TrainConfig, data: Mnist, run_dir: RunDir, fitted: Fitted) -> TrainResult:

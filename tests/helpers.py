@@ -76,6 +76,21 @@ def run_cli(command: str, *args: str, cwd: Path | None = None, env: dict | None 
     )
 
 
+def in_new_shell(command: str, cwd: Path) -> subprocess.CompletedProcess:
+    """Run `command` as pasted into a new shell: bash, with no virtual environment activated."""
+    venv_bin = str(Path(sys.executable).parent)
+    path = [p for p in os.environ.get("PATH", "").split(os.pathsep) if p != venv_bin]
+    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
+    return subprocess.run(
+        ["bash", "-c", command],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**env, "PATH": os.pathsep.join(path), "COLUMNS": "120"},
+    )
+
+
 def error_lines(result: subprocess.CompletedProcess) -> list[str]:
     """Our `error:` lines on stderr."""
     return [line for line in result.stderr.splitlines() if line.startswith("error:")]

@@ -140,7 +140,7 @@ BAD_FLAGS = {
     "not a number": (["--epochs", "many"], "--epochs: invalid int value"),
     "validation too big": (
         ["--train-samples", "100", "--validation-size", "100"],
-        "--validation-size 100 must be smaller than the training set",
+        "--validation-size 100 must be smaller than --train-samples 100: use at most 99",
     ),
     "resume nothing": (["--resume", "."], "not a run folder"),
     "resume with flags": (["--resume", ".", "--epochs", "3"], "drop the other flags"),

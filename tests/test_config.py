@@ -21,6 +21,23 @@ def test_seed_preset_is_the_tutorial_network():
     assert config.epochs * config.steps_per_epoch == 2000
 
 
+def test_a_small_training_set_gets_a_validation_split_that_fits():
+    assert resolve_config(train_samples=3000).validation_size == 300
+    assert resolve_config(train_samples=3000, validation_size=100).validation_size == 100
+    assert resolve_config(train_samples=59000).validation_size == TrainConfig.validation_size
+
+
+def test_a_validation_split_too_big_fails_before_anything_is_printed(tmp_path, capsys):
+    args = ["--train-samples", "3000", "--validation-size", "5000", "--runs-dir", str(tmp_path)]
+    assert train.main(args) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and not list(tmp_path.iterdir())
+    assert err.splitlines() == [
+        "error: --validation-size 5000 must be smaller than --train-samples 3000: use at most "
+        "2999, such as 300, or 0 to train on them all"
+    ]
+
+
 def test_flags_override_the_preset_and_none_means_unset():
     config = resolve_config("seed", hidden_units=32, epochs=None)
     assert config.hidden_units == 32 and config.epochs == PRESETS["seed"]["epochs"]

@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -15,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from helpers import run_cli, synthetic_mnist, write_idx_folder
+from helpers import in_new_shell, run_cli, synthetic_mnist, write_idx_folder
 
 from mnist_keras.runs import RunDir
 from mnist_keras.tune import trial_rows
@@ -101,11 +103,18 @@ def uninterrupted(real_mnist_dir, tmp_path_factory) -> float:
     return _test_accuracy(_only_run(cwd / "runs"))
 
 
-def _resume_and_check(run_dir: RunDir, cwd: Path, data: Path, whole: float) -> None:
+def _resume_and_check(
+    run_dir: RunDir, cwd: Path, data: Path, whole: float, command: str | None = None
+) -> None:
+    """Resume the run, by `command` pasted into a new shell if given, and check it finishes as
+    the uninterrupted run did."""
     assert not run_dir.export.exists() and not run_dir.keras_model.exists()
     done = _csv_epochs(run_dir)
     assert done and done == list(range(len(done)))
-    result = run_cli("train", "--resume", str(run_dir.path), "--data", str(data), cwd=cwd)
+    if command is None:
+        result = run_cli("train", "--resume", str(run_dir.path), "--data", str(data), cwd=cwd)
+    else:
+        result = in_new_shell(f"{command} --data {shlex.quote(str(data))}", cwd)
     assert result.returncode == 0, result.stderr[-3000:]
     assert _csv_epochs(run_dir) == [0, 1, 2, 3]  # continued: no finished epoch ran again
     assert abs(_test_accuracy(run_dir) - whole) <= 0.005
@@ -130,7 +139,8 @@ def test_ctrl_c_saves_says_how_to_resume_and_exits_130(real_mnist_dir, tmp_path,
     assert f"--resume {run_dir.path.relative_to(tmp_path)}" in stderr
     assert "Traceback" not in stderr
     assert not run_dir.metrics_json.exists()
-    _resume_and_check(run_dir, tmp_path, real_mnist_dir, uninterrupted)
+    (command,) = re.findall(r"resume with: (.*)", stderr)
+    _resume_and_check(run_dir, tmp_path, real_mnist_dir, uninterrupted, command)
 
 
 def test_two_trainings_started_together_both_finish_intact(tmp_path):

@@ -198,8 +198,10 @@ def test_validation_split_is_seeded_disjoint_and_complete(tiny):
 
 
 def test_validation_split_must_leave_training_data(tiny):
-    with pytest.raises(ConfigError, match="--validation-size"):
-        split_validation(tiny.x_train, tiny.y_train, len(tiny.x_train), seed=0)
+    n = len(tiny.x_train)
+    message = f"--validation-size {n} must be smaller than the training set .*use at most {n - 1}"
+    with pytest.raises(ConfigError, match=message):
+        split_validation(tiny.x_train, tiny.y_train, n, seed=0)
 
 
 def _labels(dataset, batches: int) -> list[np.ndarray]:

@@ -204,10 +204,8 @@ KERAS_ONLY_SCRIPT = textwrap.dedent(
 )
 
 
-def test_keras_file_loads_without_this_package(model, tmp_path):
-    """The saved `.keras` holds Keras's own Dropout, not HashDropout: plain Keras loads it."""
-    path = save_keras_model(model, tmp_path / "model.keras")
-    images = _images()
+def _load_without_this_package(path: Path, images: np.ndarray, tmp_path: Path) -> np.ndarray:
+    """What a process that imports Keras, never this package, computes with the `.keras` file."""
     np.save(tmp_path / "images.npy", images)
     script = tmp_path / "load.py"
     script.write_text(KERAS_ONLY_SCRIPT)
@@ -221,8 +219,27 @@ def test_keras_file_loads_without_this_package(model, tmp_path):
         text=True,
     )
     assert "'Dropout'" in out.stdout and "HashDropout" not in out.stdout
+    return np.load(tmp_path / "out.npy")
+
+
+def test_keras_file_loads_without_this_package(model, tmp_path):
+    """The saved `.keras` holds Keras's own Dropout, not HashDropout: plain Keras loads it."""
+    path = save_keras_model(model, tmp_path / "model.keras")
+    images = _images()
     expected = np.asarray(model(images, training=False))
-    np.testing.assert_allclose(np.load(tmp_path / "out.npy"), expected, atol=1e-6)
+    np.testing.assert_allclose(
+        _load_without_this_package(path, images, tmp_path), expected, atol=1e-6
+    )
+
+
+@pytest.mark.parametrize("name", ["best_checkpoint", "keras_model"])
+def test_every_keras_file_a_run_writes_loads_without_this_package(trained, name, tmp_path):
+    path = getattr(trained.run, name)
+    images = _images()
+    expected = np.asarray(keras.saving.load_model(str(trained.run.keras_model))(images))
+    np.testing.assert_allclose(
+        _load_without_this_package(path, images, tmp_path), expected, atol=1e-6
+    )
 
 
 def test_keras_file_keeps_the_optimizer_state(tmp_path, tiny):

@@ -224,13 +224,34 @@ def test_resume_refuses_a_folder_without_a_run_and_a_finished_run(tmp_path, tiny
         run(_config(), resume=finished.run.path, datasets=tiny)
 
 
+def _strict_json(path: Path) -> dict:
+    """The file's JSON, refusing NaN and Infinity as JavaScript's JSON.parse does."""
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{path}: {constant} is not JSON")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
 def test_divergence_keeps_the_last_good_checkpoint(tmp_path, tiny):
-    with pytest.raises(TrainingDiverged, match="last good checkpoint is .*best.keras"):
+    with pytest.raises(TrainingDiverged, match=r"before it \(epoch 1, .*\) is in .*best.keras"):
         run(_config(epochs=3), tmp_path, datasets=tiny, callbacks=[AtEpoch(1, _poison)])
     (run_path,) = tmp_path.iterdir()
     best = keras.saving.load_model(str(RunDir(run_path).best_checkpoint))
     assert all(np.isfinite(np.asarray(w)).all() for w in best.weights)
     assert np.asarray(best(tiny.x_test[:5])).argmax(axis=1).shape == (5,)
+
+
+def test_divergence_in_the_first_epoch_keeps_no_checkpoint(tmp_path, tiny):
+    # A NaN model still scores some validation accuracy, and the first score is the best yet.
+    with pytest.raises(TrainingDiverged, match="epoch 1: .*no checkpoint was kept"):
+        run(_config(epochs=3), tmp_path, datasets=tiny, callbacks=[AtEpoch(0, _poison)])
+    (run_path,) = tmp_path.iterdir()
+    run_dir = RunDir(run_path)
+    assert not run_dir.best_checkpoint.exists() and not run_dir.checkpoint_partial.exists()
+    metrics = _strict_json(run_dir.metrics_json)
+    assert metrics["status"] == "diverged" and "NaN" in metrics["reason"]
+    assert metrics["history"][0]["loss"] is None
 
 
 def test_resumed_run_repeats_an_uninterrupted_one(tmp_path, tiny):
@@ -357,7 +378,7 @@ def test_diverging_run_stops_and_says_so(tmp_path, tiny):
     with pytest.raises(TrainingDiverged, match="NaN"):
         run(config, tmp_path, datasets=tiny)
     (run_path,) = tmp_path.iterdir()
-    metrics = json.loads(RunDir(run_path).metrics_json.read_text())
+    metrics = _strict_json(RunDir(run_path).metrics_json)
     assert metrics["status"] == "diverged"
     assert not RunDir(run_path).export.exists()
 
