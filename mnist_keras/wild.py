@@ -28,6 +28,9 @@ FONT_DIRS = (
     Path("/usr/share/fonts/opentype/urw-base35"),
 )
 FONT_SUFFIXES = (".ttf", ".otf")
+# What `make fonts` gives on Debian 12, the faces and families the README's figures were measured
+# with: the printed figure depends on the set.
+REFERENCE_FONTS = (82, 19)
 # These draw digits, but as formula or symbol faces nobody prints numbers in.
 NOT_TEXT_FAMILIES = ("Symbol", "Math")
 PRINTED = 112  # side of a printed picture in pixels: room around a glyph for its shifts and sizes
@@ -409,4 +412,23 @@ def _caption_font() -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
 
 def describe(faces: Sequence[Face]) -> str:
     """'N faces in M families' for a report."""
-    return f"{len(faces)} faces in {len({f.family for f in faces})} families"
+    return _describe(_font_set(faces))
+
+
+def font_set_note(faces: Sequence[Face]) -> str | None:
+    """Why the printed figure is not comparable with the README's, when `faces` are not the set
+    it was measured with; None when they are."""
+    if _font_set(faces) == REFERENCE_FONTS:
+        return None
+    return (
+        f"the printed figure is not comparable with the README's: it was measured on "
+        f"{_describe(REFERENCE_FONTS)} (`make fonts`), these are {describe(faces)}"
+    )
+
+
+def _font_set(faces: Sequence[Face]) -> tuple[int, int]:
+    return len(faces), len({f.family for f in faces})
+
+
+def _describe(font_set: tuple[int, int]) -> str:
+    return f"{font_set[0]} faces in {font_set[1]} families"

@@ -1,5 +1,6 @@
-"""What a dropout mask costs: Keras's Dropout against this package's HashDropout, with and
-without XLA, per training step of a (batch, units) activation. The evidence behind dropout.py.
+"""What a dropout mask costs: Keras's Dropout against HashDropout, with and without XLA.
+
+Milliseconds per training step of a (batch, units) activation: the evidence behind dropout.py.
 
 python scripts/dropout_cost.py --batch 128 --units 512
 """
@@ -35,10 +36,10 @@ def ms_per_call(layer: keras.layers.Layer, shape: tuple[int, int], jit: bool, ca
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--units", type=int, default=512)
-    parser.add_argument("--rate", type=float, default=0.5)
-    parser.add_argument("--calls", type=int, default=300)
+    parser.add_argument("--batch", type=int, default=128, help="activation rows (128)")
+    parser.add_argument("--units", type=int, default=512, help="activation columns (512)")
+    parser.add_argument("--rate", type=float, default=0.5, help="dropout rate (0.5)")
+    parser.add_argument("--calls", type=int, default=300, help="masked passes a loop (300)")
     args = parser.parse_args()
     shape = (args.batch, args.units)
     layers = {

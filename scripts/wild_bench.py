@@ -125,6 +125,9 @@ def run(args) -> int:
         predictions = [wild.classify(classifier, s) for s in sets]
     console.print_line(f"fonts: {wild.describe(faces)}; seed {args.seed}")
     console.console.print(scores_table(wild.tally(sets, predictions), classifier.path))
+    note = wild.font_set_note(faces)
+    if note is not None:
+        console.print_line(f"note: {note}")
     if args.sheet is not None:
         write_sheet(wild.contact_sheet(sets, predictions, args.seed), args.sheet)
         console.print_line(f"contact sheet: {args.sheet}")

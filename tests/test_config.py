@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import ast
 import dataclasses
 import subprocess
 import sys
@@ -167,3 +168,21 @@ def test_the_public_api_names_each_object_where_it_is_defined():
         assert getattr(mnist_keras, name) is not None
     with pytest.raises(AttributeError, match="no attribute 'fit'"):
         mnist_keras.fit  # noqa: B018
+
+
+# The scripts and commands whose --help shows their docstring's first line.
+COMMANDS = sorted(
+    path
+    for path in [
+        *Path(__file__).parents[1].glob("scripts/*.py"),
+        *Path(mnist_keras.__file__).parent.glob("*.py"),
+    ]
+    if "description=__doc__" in path.read_text()
+)
+
+
+@pytest.mark.parametrize("path", COMMANDS, ids=lambda path: path.name)
+def test_each_docstring_starts_with_a_whole_sentence(path):
+    """Every --help shows its module's first line: it must be a sentence, not half of one."""
+    docstring = ast.get_docstring(ast.parse(path.read_text()), clean=False)
+    assert docstring.splitlines()[0].rstrip().endswith((".", "?", ")")), docstring.splitlines()[0]

@@ -227,6 +227,25 @@ def test_script_bad_input_is_one_line_and_exit_2(
     assert list(tmp_path.iterdir()) == [empty] and not list(empty.iterdir())
 
 
+def test_only_the_readmes_font_set_gives_a_comparable_printed_figure(faces, few_faces) -> None:
+    assert wild.font_set_note(faces) is None  # `make fonts` installs the README's set
+    note = wild.font_set_note(few_faces)
+    assert "not comparable" in note and "82 faces in 19 families" in note
+    assert wild.describe(few_faces) in note
+
+
+def test_script_says_when_its_fonts_are_not_the_readmes(wild_bench, tmp_path, capsys) -> None:
+    from mnist_keras.config import TrainConfig
+    from mnist_keras.export import export_saved_model
+    from mnist_keras.model import build_model
+
+    model_dir = tmp_path / "mnist"
+    export_saved_model(build_model(TrainConfig(hidden_units=16), steps_per_epoch=1), model_dir)
+    dejavu = str(wild.FONT_DIRS[0])
+    assert wild_bench.main(["--model", str(model_dir), "--per-class", "1", "--fonts", dejavu]) == 0
+    assert "note: the printed figure is not comparable" in capsys.readouterr().out
+
+
 @pytest.mark.slow
 def test_script_run_from_the_shell_fails_cleanly(tmp_path, real_mnist_dir) -> None:
     result = run_script("--model", str(tmp_path / "missing"), "--sheet", str(tmp_path / "s.png"))
@@ -249,3 +268,4 @@ def test_script_measures_an_exported_model_and_draws_a_sheet(tmp_path, real_mnis
     with Image.open(sheet) as image:
         assert image.format == "PNG" and image.width > 6 * wild.CELL
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mnist", "sheet.png"]  # no temp file
+    assert "82 faces in 19 families" in result.stdout and "not comparable" not in result.stdout
