@@ -14,9 +14,13 @@ keras-tuner is imported inside the functions that patch it, so training does not
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import io
 import json
 import platform
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +111,23 @@ def atomic_tuner_writes() -> None:
 
     save_json.atomic = True
     utils.save_json = save_json
+
+
+@contextlib.contextmanager
+def reload_notice_captured() -> Iterator[None]:
+    """Keep keras-tuner 1.4's "Reloading Tuner from <project>/<tuner id>.json" off the console.
+
+    `BaseTuner.__init__` (keras_tuner/src/engine/base_tuner.py) prints it with print() whenever
+    it resumes a project, with no setting to turn it off. Made inside this block, a tuner's
+    other output, if any, is passed on after it.
+    """
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(captured):
+            yield
+    finally:
+        lines = captured.getvalue().splitlines(keepends=True)
+        sys.stdout.write("".join(s for s in lines if not s.startswith("Reloading Tuner from ")))
 
 
 def repair_reloaded_oracle(oracle: Any) -> None:

@@ -323,7 +323,8 @@ class TuneConfig:
     )
     project_name: str | None = option(
         None,
-        "the search's subfolder; the same name resumes it (default: mnist, with _cnn and "
+        "the search's subfolder, for one search: the same one resumes, another is refused "
+        "(default: mnist, with _cnn and "
         "_augment added for those networks, so different searches never resume one another)",
         "NAME",
     )

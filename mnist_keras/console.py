@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from mnist_keras import shell
 from mnist_keras.errors import INTERRUPTED, ConfigError, MnistKerasError
 
 if TYPE_CHECKING:
@@ -172,7 +173,7 @@ def print_train_result(result: TrainResult) -> None:
         "run folder": result.run.path,
         "SavedModel": result.export_path,
         "Keras model": result.run.keras_model,
-        "TensorBoard": f"tensorboard --logdir {result.run.tensorboard}",
+        "TensorBoard": shell.tensorboard(result.run.tensorboard),
     }
     print_summary(figures, paths, result.evaluation.confusion)
     print_exports(result.exports)
@@ -245,8 +246,10 @@ class TuneProgress(keras.callbacks.Callback):
     def __init__(self, max_epochs: int, rows: Callable[[], list]) -> None:
         super().__init__()
         self.max_epochs, self.rows = max_epochs, rows
-        self.status = Text("waiting for the first trial")
-        self.live = _live(Group(trials_table(rows()), self.status))
+        self.start = rows()  # the trials on record before this run
+        on_record = f"{_trials(len(self.start))} on record, resuming"
+        self.status = Text(on_record if self.start else "waiting for the first trial")
+        self.live = _live(Group(trials_table(self.start), self.status))
 
     def __deepcopy__(self, memo: dict) -> TuneProgress:
         return self
@@ -268,12 +271,24 @@ class TuneProgress(keras.callbacks.Callback):
         self.status.plain = f"trial {trial_id} finished"
         self.live.update(Group(trials_table(self.rows()), self.status))
 
+    def search_ended(self) -> None:
+        """Every trial, and "already finished" when this run found none left to run (a chief's
+        workers run its trials: they count)."""
+        rows = self.rows()
+        already = "already " if rows == self.start else ""
+        self.status.plain = f"search {already}finished: {_trials(len(rows))}"
+        self.live.update(Group(trials_table(rows), self.status))
+
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         accuracy = (logs or {}).get("val_accuracy", math.nan)
         epochs = self.params.get("epochs", self.max_epochs)
         self.status.plain = (
             f"{self.current}: epoch {epoch + 1}/{epochs}, val_accuracy {accuracy:.4f}"
         )
+
+
+def _trials(count: int) -> str:
+    return f"{count} trial{'' if count == 1 else 's'}"
 
 
 def _fmt_values(values: dict[str, Any]) -> str:

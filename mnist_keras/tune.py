@@ -8,6 +8,7 @@ gRPC and workers run trials (`--role chief|worker --oracle HOST:PORT`).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import sys
@@ -23,7 +24,12 @@ import keras_tuner as kt
 import tensorflow as tf
 
 from mnist_keras import console
-from mnist_keras.compat import atomic_tuner_writes, inclusive_high, repair_reloaded_oracle
+from mnist_keras.compat import (
+    atomic_tuner_writes,
+    inclusive_high,
+    reload_notice_captured,
+    repair_reloaded_oracle,
+)
 from mnist_keras.config import (
     SHARED_FLAGS,
     TUNE_CHOICES,
@@ -41,10 +47,10 @@ from mnist_keras.data import (
     split_validation,
     whole_epochs,
 )
-from mnist_keras.errors import TuneError
-from mnist_keras.flags import add_flags, given, option_fields
+from mnist_keras.errors import ConfigError, TuneError
+from mnist_keras.flags import add_flags, flag_name, given, option_fields
 from mnist_keras.model import build_model
-from mnist_keras.runs import DEFAULT_RUNS_DIR, write_json
+from mnist_keras.runs import DEFAULT_RUNS_DIR, read_json, write_json
 from mnist_keras.train import TrainResult, run
 
 OBJECTIVE = "val_accuracy"
@@ -52,6 +58,36 @@ OBJECTIVE = "val_accuracy"
 NETWORK_FIELDS = ("arch", "augment", "augment_shift", "augment_rotation", "augment_zoom")
 DEFAULT_SCORE = "default_score.json"  # in the project folder: the unsearched recipe's score
 TRIAL_LOG = "mnist_keras_runs.jsonl"  # in each trial folder: one line per time the trial ran
+DEFINITION = "search.json"  # in the project folder: which search it holds (search_definition)
+
+# What a search definition leaves out: where and how the search runs, which may change between
+# reruns and differ between a chief and its workers. More --max-trials extends a search (each
+# trial is still trained and scored the same way), and hyperband sizes itself without it.
+RUN_FIELDS = (
+    "max_trials",
+    "directory",
+    "project_name",
+    "overwrite",
+    "role",
+    "oracle",
+    "worker_id",
+    "connect_timeout",
+    "base",
+)
+# Nor does it hold the training values no trial depends on: where the data was read from (its
+# content counts instead), the test set and the exports (used after the search), how a step is
+# executed, and `epochs`, which --max-epochs replaces.
+RUN_TRAIN_FIELDS = (
+    "data",
+    "train_samples",
+    "test_samples",
+    "export_formats",
+    "distribute",
+    "steps_per_execution",
+    "jit_compile",
+    "preset",
+    "epochs",
+)
 
 
 # The search space (log scale for width and rate): around each architecture's recipe, wide
@@ -131,16 +167,17 @@ def make_tuner(config: TuneConfig, steps_per_epoch: int, observer: Any = None) -
         if config.tuner == "hyperband"
         else {"max_trials": config.max_trials}
     )
-    tuner = tuner_class(
-        HyperMnist(config.base, config.tune_dropout, steps_per_epoch),
-        objective=kt.Objective(OBJECTIVE, direction="max"),
-        executions_per_trial=config.executions_per_trial,
-        seed=config.base.seed,
-        directory=config.directory,
-        project_name=config.project_name,
-        overwrite=config.overwrite,
-        **sizes,
-    )
+    with reload_notice_captured():
+        tuner = tuner_class(
+            HyperMnist(config.base, config.tune_dropout, steps_per_epoch),
+            objective=kt.Objective(OBJECTIVE, direction="max"),
+            executions_per_trial=config.executions_per_trial,
+            seed=config.base.seed,
+            directory=config.directory,
+            project_name=config.project_name,
+            overwrite=config.overwrite,
+            **sizes,
+        )
     tuner.observer = observer
     return tuner
 
@@ -185,11 +222,74 @@ def search_data(config: TuneConfig, data: Mnist) -> SearchData:
     )
 
 
+def search_definition(config: TuneConfig, data: Mnist) -> dict[str, Any]:
+    """What makes the trials what they are and how they are scored: one project folder holds
+    one definition, so no search mixes trials of two budgets or two networks."""
+    tuning = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+    tuning = {k: v for k, v in tuning.items() if k not in RUN_FIELDS}
+    trial = {k: v for k, v in config.base.to_dict().items() if k not in RUN_TRAIN_FIELDS}
+    digest = hashlib.sha256(data.x_train.tobytes())
+    digest.update(data.y_train.tobytes())
+    images = f"{len(data.y_train)} images (sha256 {digest.hexdigest()[:12]})"
+    return json.loads(json.dumps({**tuning, **trial, "training_data": images}))
+
+
+def check_project(config: TuneConfig, definition: dict[str, Any]) -> None:
+    """Refuse a project folder that holds another search (unless `overwrite`), before any of
+    it is touched. A worker checks its chief's record and never writes one."""
+    if config.overwrite:
+        return
+    project = project_dir(config)
+    recorded = read_json(project / DEFINITION)
+    if not recorded:
+        if config.role != "worker" and _holds_search(project):
+            raise ConfigError(
+                f"{project}: no {DEFINITION} says which search this folder holds (it was made "
+                f"before mnist_keras recorded one); {_ways_out(config)}"
+            )
+        return
+    changed = [
+        f"{_label(name)} {recorded.get(name, '(not recorded)')} -> {value}"
+        for name, value in definition.items()
+        if name not in recorded or recorded[name] != value
+    ]
+    if changed:
+        raise ConfigError(
+            f"{project} holds another search ({', '.join(changed)}); {_ways_out(config)}"
+        )
+
+
+def _holds_search(project: Path) -> bool:
+    return (project / "oracle.json").exists() or any(project.glob("trial_*"))
+
+
+def _ways_out(config: TuneConfig) -> str:
+    if config.role == "worker":
+        return "give the worker its chief's search flags"
+    return (
+        f"start it afresh with {flag_name('overwrite')}, or give this search its own folder "
+        f"with {flag_name('project_name')} NAME"
+    )
+
+
+def _label(name: str) -> str:
+    flags = (*option_fields(TuneConfig), *option_fields(TrainConfig))
+    return flag_name(name) if name in flags else name.replace("_", " ")
+
+
 def search(config: TuneConfig, data: Mnist, callbacks: Sequence = (), observer: Any = None):
-    """Run (or resume) the search on the validation split; the test set is not touched."""
+    """Run (or resume) the search on the validation split; the test set is not touched.
+
+    Raises ConfigError when the project folder holds another search (`check_project`)."""
+    definition = search_definition(config, data)
+    check_project(config, definition)
     trials = search_data(config, data)
     keras.utils.set_random_seed(trials.base.seed)
     tuner = make_tuner(dataclasses.replace(config, base=trials.base), trials.steps, observer)
+    # After the tuner: --overwrite has emptied the folder by now.
+    record = project_dir(config) / DEFINITION
+    if config.role != "worker" and read_json(record) != definition:
+        write_json(record, definition)
     board = keras.callbacks.TensorBoard(str(project_dir(config) / "tensorboard"))  # + HParams
     tuner.search(**trials.fit_args(config, [board, *callbacks]))
     return tuner
@@ -391,10 +491,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if config.role == "worker":
         wait_for_oracle(config.oracle, config.connect_timeout)
     data = load_mnist(config.base.data).head(config.base.train_samples, config.base.test_samples)
+    check_project(config, search_definition(config, data))  # before the display draws
     project = project_dir(config)
     display = console.TuneProgress(config.max_epochs, lambda: trial_rows(project))
     with display:
         tuner = search(config, data, callbacks=[display], observer=display)
+        display.search_ended()
     console.print_trials(trial_rows(project))
     if config.role == "worker":
         return 0

@@ -10,11 +10,12 @@ import pytest
 import tensorflow as tf
 from helpers import assert_clean_failure, error_lines, idx_bytes, run_cli
 
-from mnist_keras.errors import ModelError
+from mnist_keras.errors import DataError, ModelError
 from mnist_keras.predict import (
     Failure,
     Prediction,
     classify_files,
+    decode_picture,
     read_images,
     to_mnist,
 )
@@ -28,6 +29,30 @@ def _photo(digit: np.ndarray, light: bool, shape=(200, 160), at=(30, 10), scale=
     canvas[at[0] : at[0] + big.shape[0], at[1] : at[1] + big.shape[1]] = big
     rgb = np.stack([canvas] * 3, axis=-1)
     return 255 - rgb if light else rgb
+
+
+def _lit(paper: np.ndarray, light: np.ndarray, seed: int) -> np.ndarray:
+    """A grayscale picture of `paper` under `light` (0..1 a pixel), with a camera's noise."""
+    noise = np.random.default_rng(seed).normal(0, 3, paper.shape)
+    return np.clip(np.round(paper * light + noise), 0, 255).astype(np.uint8)
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = (x.astype(np.float64).ravel() - x.mean() for x in (a, b))
+    return float(a @ b / np.sqrt((a @ a) * (b @ b)))
+
+
+def _ink_box(image: np.ndarray) -> tuple[int, ...]:
+    rows, cols = np.nonzero(image > 51)
+    return rows.min(), rows.max(), cols.min(), cols.max()
+
+
+SHAPE = (240, 200)  # a photo's picture, the digit in its upper left part
+_ROWS, _COLS = np.indices(SHAPE) / np.array(SHAPE)[:, None, None]
+LIGHTING = {  # how much of the light reaches each pixel of the paper
+    "shadowed corner": 1 - 0.7 * np.clip((_ROWS + _COLS - 1.3) / 0.1, 0, 1),
+    "gradient": 1 - 0.65 * (_ROWS + _COLS) / 2,
+}
 
 
 def _write_png(path: Path, pixels: np.ndarray) -> Path:
@@ -55,6 +80,30 @@ def test_to_mnist_inverts_light_paper(real_mnist):
     light = to_mnist(_photo(real_mnist.x_test[1], light=True)[..., 0])
     assert np.abs(dark.astype(int) - light.astype(int)).max() <= 1
     assert to_mnist(np.full((50, 40), 255, np.uint8)).max() == 0  # blank paper: nothing drawn
+
+
+@pytest.mark.parametrize("lighting", sorted(LIGHTING))
+def test_to_mnist_finds_the_digit_on_unevenly_lit_paper(classifier, real_mnist, lighting):
+    # Issue 23: a 9 on paper with a dark corner was cropped with the corner and read as 7.
+    x, y = real_mnist.x_test[:10], real_mnist.y_test[:10]
+    papers = [_photo(digit, light=True, shape=SHAPE, at=(10, 10))[..., 0] for digit in x]
+    clean = np.stack([to_mnist(paper) for paper in papers])
+    seen = np.stack([to_mnist(_lit(p, LIGHTING[lighting], i)) for i, p in enumerate(papers)])
+    for even, uneven in zip(clean, seen, strict=True):
+        box = np.subtract(_ink_box(even), _ink_box(uneven))
+        assert np.abs(box).max() <= 1  # the digit's box, not the shadow's
+        assert _correlation(even, uneven) >= 0.7  # ink a pixel off at worst
+    assert np.mean([_correlation(a, b) for a, b in zip(clean, seen, strict=True)]) >= 0.9
+    assert (classifier(seen).argmax(axis=1) == y).sum() >= 9
+
+
+def test_a_drawing_that_touches_the_edge_keeps_its_ink(real_mnist):
+    # The canvas is evenly dark: nothing there is lighting, even ink along its edge.
+    for digit in real_mnist.x_test[:10]:
+        rows, cols = np.nonzero(digit)
+        tight = digit[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+        drawn = np.kron(tight, np.ones((10, 10), np.uint8))  # as big as the demo's canvas
+        assert _correlation(to_mnist(drawn), to_mnist(digit)) >= 0.95
 
 
 def test_to_mnist_keeps_mnist_digits_recognisable(classifier, real_mnist):
@@ -102,6 +151,29 @@ def test_npy_and_idx_files_hold_many_images(classifier, real_mnist, tmp_path):
         results = classify_files(classifier, [tmp_path / name], preprocess=False)
         assert [r.source for r in results] == [f"{tmp_path / name}[{i}]" for i in range(5)]
         assert [r.top(1)[0][0] for r in results] == list(expected)
+
+
+@pytest.mark.parametrize(
+    "name, content, problem",
+    [
+        ("digit.png", b"a text file, renamed", "not a PNG, JPEG, GIF or BMP picture"),
+        ("empty.png", b"", "the file is empty"),
+        ("cut.png", "the first half of a PNG", "a truncated or damaged PNG file"),
+    ],
+)
+def test_a_picture_that_does_not_decode_is_named_in_our_words(tmp_path, name, content, problem):
+    if content == "the first half of a PNG":
+        png = tf.io.encode_png(np.full((28, 28, 1), 255, np.uint8)).numpy()
+        content = png[: len(png) // 2]
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(DataError) as caught:
+        read_images(path)
+    # Exactly our line: TensorFlow's own ("{{function_node __wrapped__DecodeImage...") is gone.
+    assert str(caught.value) == f"{path}: not a readable image ({problem})"
+    with pytest.raises(DataError) as caught:  # the demo's uploads go through the same decoder
+        decode_picture(content, "the picture")
+    assert str(caught.value) == f"the picture: not a readable image ({problem})"
 
 
 @pytest.mark.parametrize(
@@ -158,16 +230,29 @@ def test_model_without_the_signature_is_refused(tmp_path):
 def test_cli_table_json_and_partial_failure(trained, real_mnist, tmp_path):
     png = _write_png(tmp_path / "seven.png", _photo(real_mnist.x_test[0], light=True))
     missing = tmp_path / "missing.png"
+    text = tmp_path / "digit.png"
+    text.write_text("not a picture")
+    jpeg = tmp_path / "cut.jpg"  # libjpeg prints its own complaint about this one
+    jpeg.write_bytes(tf.io.encode_jpeg(_photo(real_mnist.x_test[1], light=True)).numpy()[:300])
+    bad = [missing, text, jpeg]
     result = run_cli(
-        "predict", "--model", str(trained.export_path), str(png), str(missing), "--json"
+        "predict", "--model", str(trained.export_path), str(png), *map(str, bad), "--json"
     )
-    assert result.returncode == 2  # one file failed; the other was still classified
-    assert error_lines(result) == [f"error: {missing}: no such file"]
-    good, bad = json.loads(result.stdout)
+    assert result.returncode == 2  # three files failed; the other was still classified
+    problems = [
+        "no such file",
+        "not a readable image (not a PNG, JPEG, GIF or BMP picture)",
+        "not a readable image (a truncated or damaged JPEG file)",
+    ]
+    messages = [f"{path}: {problem}" for path, problem in zip(bad, problems, strict=True)]
+    assert error_lines(result) == [f"error: {message}" for message in messages]
+    assert result.stderr.splitlines() == error_lines(result)  # nothing else: no traceback
+    good, *failed = json.loads(result.stdout)
     assert good["source"] == str(png) and good["top"][0]["class"] == real_mnist.y_test[0]
     probabilities = [entry["probability"] for entry in good["top"]]
     assert len(probabilities) == 3 and probabilities == sorted(probabilities, reverse=True)
-    assert bad == {"source": str(missing), "error": f"{missing}: no such file"}
+    expected = [{"source": str(p), "error": m} for p, m in zip(bad, messages, strict=True)]
+    assert failed == expected
     table = run_cli("predict", "--model", str(trained.export_path), str(png))
     assert table.returncode == 0 and "seven.png" in table.stdout and "Predictions" in table.stdout
 

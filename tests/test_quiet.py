@@ -56,24 +56,12 @@ def test_train_export_and_predict_in_every_format(data, tmp_path):
         _quiet(run_cli("predict", "--model", f"served/mnist/{model}", "digits.npy", cwd=tmp_path))
 
 
-def test_tune(data, tmp_path):
-    _quiet(
-        run_cli(
-            "tune",
-            "--data",
-            data,
-            "--tuner",
-            "random",
-            "--max-trials",
-            "1",
-            "--max-epochs",
-            "1",
-            "--validation-size",
-            "100",
-            "--directory",
-            "tuning",
-            "--runs-dir",
-            "runs",
-            cwd=tmp_path,
-        )
+def test_tune_and_its_rerun(data, tmp_path):
+    args = (
+        *("--data", data, "--tuner", "random", "--max-trials", "1", "--max-epochs", "1"),
+        *("--validation-size", "100", "--directory", "tuning", "--runs-dir", "runs"),
     )
+    _quiet(run_cli("tune", *args, cwd=tmp_path))
+    rerun = run_cli("tune", *args, cwd=tmp_path)  # the search is over: nothing left to run
+    _quiet(rerun)
+    assert "Reloading" not in rerun.stdout  # keras-tuner's own line

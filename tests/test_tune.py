@@ -28,11 +28,12 @@ from helpers import (
 
 from mnist_keras.compat import atomic_tuner_writes
 from mnist_keras.config import TuneConfig, resolve_config
-from mnist_keras.errors import TuneError
+from mnist_keras.errors import ConfigError, TuneError
 from mnist_keras.train import build_parser as train_parser
 from mnist_keras.train import config_from_args as train_config_from_args
 from mnist_keras.tune import (
     DEFAULT_SCORE,
+    DEFINITION,
     DROPOUT,
     HIDDEN_UNITS,
     INPUT_DROPOUT,
@@ -41,12 +42,15 @@ from mnist_keras.tune import (
     HyperMnist,
     best_hparams,
     build_parser,
+    check_project,
     config_from_args,
     default_score,
     distributed_environment,
+    main,
     project_dir,
     search,
     search_data,
+    search_definition,
     search_verdict,
     train_best,
     trained_epochs,
@@ -181,6 +185,105 @@ def test_tiny_search_trains_the_best_and_resumes_without_rerunning(arch, tmp_pat
     fresh = Observer()
     search(dataclasses.replace(config, overwrite=True, max_trials=1), tiny, observer=fresh)
     assert len(fresh.begun) == 1 and len(trial_rows(project)) == 1  # --overwrite starts over
+
+
+def _cli_search(tmp_path: Path, tiny) -> tuple[list[str], TuneConfig]:
+    """The flags of a one-trial, one-epoch search on `tiny` (written where --data reads it),
+    and that search, run in-process."""
+    data = write_idx_folder(tmp_path / "data", tiny)
+    flags = [
+        *("--data", str(data), "--tuner", "random", "--max-trials", "1", "--max-epochs", "1"),
+        *("--validation-size", "100", "--batch-size", "64", "--seed", "3"),
+        *("--directory", str(tmp_path / "tuning"), "--runs-dir", str(tmp_path / "runs")),
+        *("--export-formats", "saved_model"),
+    ]
+    config = config_from_args(build_parser().parse_args(flags))
+    search(config, tiny)
+    return flags, config
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    "change, changed",
+    [
+        (["--tuner", "hyperband"], "--tuner random -> hyperband"),
+        (["--max-epochs", "2"], "--max-epochs 1 -> 2"),
+    ],
+)
+def test_another_search_in_the_folder_is_refused_in_one_line(
+    change, changed, tmp_path, tiny, capsys
+):
+    flags, config = _cli_search(tmp_path, tiny)
+    project = project_dir(config)
+    before = _files(project)
+    capsys.readouterr()
+    assert main([*flags, *change]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.splitlines()) == 1, err  # no traceback, nothing drawn
+    assert err.startswith(f"error: {project} holds another search ({changed})")
+    assert "--overwrite" in err and "--project-name" in err
+    assert _files(project) == before and not (tmp_path / "runs").exists()
+
+
+def test_overwrite_starts_another_search_afresh(tmp_path, tiny):
+    config = _config(tmp_path, max_trials=1, max_epochs=1)
+    search(config, tiny)
+    hyperband = dataclasses.replace(config, tuner="hyperband", max_epochs=1)
+    with pytest.raises(ConfigError, match="--tuner random -> hyperband"):
+        search(hyperband, tiny)
+    tuner = search(dataclasses.replace(hyperband, overwrite=True), tiny)
+    project = project_dir(config)
+    assert json.loads((project / DEFINITION).read_text()) == search_definition(hyperband, tiny)
+    rows = trial_rows(project)
+    assert rows and all(
+        "tuner/epochs" in t.hyperparameters.values for t in tuner.oracle.trials.values()
+    )
+    again = Observer()
+    search(hyperband, tiny, observer=again)  # now hyperband's folder: it resumes
+    assert again.begun == [] and trial_rows(project) == rows
+    with pytest.raises(ConfigError, match="--tuner hyperband -> random"):
+        search(config, tiny)
+
+
+def test_a_search_from_before_the_record_is_refused(tmp_path, tiny):
+    config = _config(tmp_path, max_trials=1, max_epochs=1)
+    search(config, tiny)
+    (project_dir(config) / DEFINITION).unlink()  # as an older mnist_keras left it
+    with pytest.raises(ConfigError, match=f"no {DEFINITION} says which search.*--overwrite"):
+        search(config, tiny)
+    assert not (project_dir(config) / DEFINITION).exists()
+
+
+def test_workers_share_their_chiefs_definition(tmp_path, tiny):
+    chief = _config(tmp_path, role="chief", oracle="127.0.0.1:9", connect_timeout=5)
+    worker = dataclasses.replace(chief, role="worker", worker_id="w1", connect_timeout=99)
+    definition = search_definition(chief, tiny)
+    assert search_definition(worker, tiny) == definition
+    assert search_definition(dataclasses.replace(chief, max_trials=30), tiny) == definition
+    project = project_dir(chief)
+    check_project(worker, definition)  # no record yet: the chief writes it, the worker never
+    project.mkdir(parents=True)
+    (project / DEFINITION).write_text(json.dumps(definition))
+    check_project(worker, definition)
+    longer = dataclasses.replace(worker, max_epochs=5)
+    with pytest.raises(ConfigError, match="--max-epochs 2 -> 5.*its chief's search flags"):
+        check_project(longer, search_definition(longer, tiny))
+    elsewhere = dataclasses.replace(chief.base, data=str(tmp_path), jit_compile=False)
+    assert search_definition(dataclasses.replace(chief, base=elsewhere), tiny) == definition
+    with pytest.raises(ConfigError, match="training data 800 images.* -> 700 images"):
+        check_project(chief, search_definition(chief, tiny.head(700)))
+
+
+def test_rerun_of_a_finished_search_says_so_and_nothing_else(tmp_path, tiny, capsys):
+    flags, config = _cli_search(tmp_path, tiny)
+    capsys.readouterr()
+    assert main(flags) == 0
+    out, err = capsys.readouterr()
+    assert "Reloading" not in out + err  # keras-tuner's own line
+    assert "search already finished: 1 trial" in out and "waiting" not in out
 
 
 def test_early_stopping_only_when_asked(tmp_path, tiny):
