@@ -278,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.print_error(failure.message)
     if args.json:
         print(json.dumps(to_json(results), indent=2))
-    else:
+    elif len(failures) < len(results):
         console.print_predictions([r for r in results if isinstance(r, Prediction)])
     return 2 if failures else 0
 

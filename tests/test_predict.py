@@ -19,6 +19,9 @@ from mnist_keras.predict import (
     read_images,
     to_mnist,
 )
+from mnist_keras.predict import (
+    main as predict_main,
+)
 from mnist_keras.runtimes import Classifier, load_classifier, resolve_model_dir
 
 
@@ -104,6 +107,16 @@ def test_a_drawing_that_touches_the_edge_keeps_its_ink(real_mnist):
         tight = digit[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
         drawn = np.kron(tight, np.ones((10, 10), np.uint8))  # as big as the demo's canvas
         assert _correlation(to_mnist(drawn), to_mnist(digit)) >= 0.95
+
+
+def test_when_no_file_can_be_read_only_their_errors_are_printed(trained, tmp_path, capsys):
+    (tmp_path / "a.png").write_text("not a picture")
+    assert predict_main(["--model", str(trained.export_path), str(tmp_path / "a.png")]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""  # no empty table
+    assert err.splitlines() == [
+        f"error: {tmp_path / 'a.png'}: not a readable image (not a PNG, JPEG, GIF or BMP picture)"
+    ]
 
 
 def test_to_mnist_keeps_mnist_digits_recognisable(classifier, real_mnist):
