@@ -24,9 +24,9 @@ STRATEGIES = ("none", "mirrored", "multi-worker")  # tf.distribute: see distribu
 # A --train-samples too small for the default validation split holds out this fraction of it.
 VALIDATION_FRACTION = 10
 
-# Where the convnet's recipe differs from the MLP's (the dataclass defaults), measured in
-# README.md's "Digits in the wild". XLA's CPU convolutions trained the convnet (without
-# augmentation) in 383 s, 1.5x the 252 s it took augmented without XLA.
+# Where the convnet's recipe differs from the MLP's (the dataclass defaults). No XLA: its CPU
+# convolutions trained the convnet slower, even unaugmented, than it trains augmented without XLA
+# (see docs/results.md, "The convnet and augmentation").
 ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
     "mlp": {},
     "cnn": {
@@ -41,8 +41,8 @@ ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-# Starting points other than the defaults (the --preset help says what each is). "v0.1" scored
-# 98.4% on the test set; the benchmark measures the default recipe against it.
+# Starting points other than the defaults (the --preset help says what each is). The benchmark
+# measures the default recipe against "v0.1" (figures: docs/results.md, "The default recipe").
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
     "v0.1": {
@@ -146,7 +146,8 @@ class TrainConfig:
         "tf.distribute strategy: mirrored uses every local GPU (or the CPU), multi-worker the "
         "cluster in TF_CONFIG (Keras 2 only); --batch-size is then per replica",
     )
-    # The LiteRT files add about 1.3 s to a 47 s run (README, "ONNX and LiteRT").
+    # LiteRT by default: the files cost little beside training (see docs/serving.md, "ONNX and
+    # LiteRT").
     export_formats: tuple[str, ...] = option(
         (SAVED_MODEL, LITERT, LITERT_INT8),
         "what to export beside model.keras, each file measured on the test set in its own "
@@ -233,7 +234,7 @@ def resolve_config(preset: str = "default", **overrides: Any) -> TrainConfig:
     arch = given.get("arch", PRESETS[preset].get("arch", TrainConfig.arch))
     check(arch in ARCH_DEFAULTS, "arch", f"must be one of {', '.join(ARCHS)}, got {arch!r}")
     values = {**ARCH_DEFAULTS[arch], **PRESETS[preset], **given}
-    if values.get("train_samples") and "validation_size" not in given:
+    if (values.get("train_samples") or 0) > 0 and "validation_size" not in given:
         values["validation_size"] = validation_size_for(
             values["train_samples"], values.get("validation_size", TrainConfig.validation_size)
         )
@@ -267,8 +268,8 @@ def read_config(path: Path) -> TrainConfig:
 
 # Each tuner's keras-tuner class (tune.py), so the names are written once.
 TUNERS = {"random": "RandomSearch", "bayesian": "BayesianOptimization", "hyperband": "Hyperband"}
-# A search's epochs per trial. mlp: the default recipe on all 60,000 images reaches 98.78% in 40
-# epochs, 98.6% in 20. cnn: its recipe's 20 epochs, about 11 s each on 2 CPU cores.
+# A search's epochs per trial. mlp: the default recipe on all 60,000 images still gains from 20 to
+# 40 epochs. cnn: its recipe's epochs. Figures: docs/results.md, "The hyperparameter search".
 MAX_EPOCHS = {"mlp": 40, "cnn": 20}
 ROLES = ("standalone", "chief", "worker")
 # The training flags a search shares with `train`; the searched values are not among them.
