@@ -2,13 +2,13 @@
 would give in distribution, at a fraction of the cost under XLA, and reproducible everywhere.
 
 Keras's `Dropout` draws its mask from TensorFlow's stateless Philox generator. Under XLA on a
-CPU that generator is expanded into scalar code: 2.6 ms for a 128x512 mask against 0.2 ms for
-TensorFlow's own kernel (measured, TF 2.21), which made `--jit-compile` 4-6x slower on a dropout
-model. A counter-based integer hash (lowbias32) is a handful of element-wise ops that XLA fuses
-into the surrounding step, so the mask costs next to nothing. The layer counts its own training
-steps in a variable, so `BackupAndRestore` restores the mask stream with the weights and a
-resumed run draws the masks the uninterrupted one would have drawn; on Keras 2, where dropout
-under XLA ignored the seed, the masks follow `--seed` too.
+CPU that generator is expanded into scalar code, many times slower than TensorFlow's own kernel,
+which made `--jit-compile` slow a dropout model down instead of speeding it up (figures:
+docs/results.md, "Dropout under XLA"). A counter-based integer hash (lowbias32) is a handful of
+element-wise ops that XLA fuses into the surrounding step, so the mask costs next to nothing.
+The layer counts its own training steps in a variable, so `BackupAndRestore` restores the mask
+stream with the weights and a resumed run draws the masks the uninterrupted one would have drawn;
+on Keras 2, where dropout under XLA ignored the seed, the masks follow `--seed` too.
 """
 
 from __future__ import annotations

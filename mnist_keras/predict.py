@@ -161,7 +161,8 @@ def _window_max(pixels: np.ndarray, size: int) -> np.ndarray:
 
     Maxima over 1, 2, 4, ... pixels, each from two of the one before; the window is then two
     overlapping spans of the largest power of two not above `size`. Work that grows with the
-    window's logarithm: tf.nn.max_pool2d's grows with the window, 16x slower at 512 pixels.
+    window's logarithm: tf.nn.max_pool2d's grows with the window (see docs/serving.md, "Trying it
+    on your own digits").
     """
     spans = np.pad(pixels, ((0, 0), (size // 2, size // 2)), mode="edge")
     span = 1

@@ -28,8 +28,8 @@ FONT_DIRS = (
     Path("/usr/share/fonts/opentype/urw-base35"),
 )
 FONT_SUFFIXES = (".ttf", ".otf")
-# What `make fonts` gives on Debian 12, the faces and families the README's figures were measured
-# with: the printed figure depends on the set.
+# What `make fonts` gives on Debian 12, the faces and families docs/results.md's figures were
+# measured with: the printed figure depends on the set.
 REFERENCE_FONTS = (82, 19)
 # These draw digits, but as formula or symbol faces nobody prints numbers in.
 NOT_TEXT_FAMILIES = ("Symbol", "Math")
@@ -416,12 +416,12 @@ def describe(faces: Sequence[Face]) -> str:
 
 
 def font_set_note(faces: Sequence[Face]) -> str | None:
-    """Why the printed figure is not comparable with the README's, when `faces` are not the set
-    it was measured with; None when they are."""
+    """Why the printed figure is not comparable with docs/results.md's, when `faces` are not the
+    set it was measured with; None when they are."""
     if _font_set(faces) == REFERENCE_FONTS:
         return None
     return (
-        f"the printed figure is not comparable with the README's: it was measured on "
+        f"the printed figure is not comparable with docs/results.md's: it was measured on "
         f"{_describe(REFERENCE_FONTS)} (`make fonts`), these are {describe(faces)}"
     )
 

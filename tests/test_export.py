@@ -312,7 +312,9 @@ def test_tfsm_layer_agrees_with_the_saved_model_on_the_test_set(trained, real_mn
 
 
 def test_tf_serving_rest_body_fits_the_signature(trained, real_mnist):
-    """The README's request body, built the README's way, is what the signature accepts."""
+    """docs/serving.md's request body, built its way, is what the signature accepts."""
+    build = 'json.dumps({"signature_name": "serving_default", "instances": images.tolist()})'
+    assert build in (Path(__file__).parents[1] / "docs" / "serving.md").read_text()
     images = real_mnist.x_test[:3]
     body = json.dumps({"signature_name": "serving_default", "instances": images.tolist()})
     instances = np.asarray(json.loads(body)["instances"])

@@ -108,13 +108,13 @@ def test_each_network_searches_in_its_own_folder_for_its_own_epochs(flags, proje
     assert (config.project_name, config.max_epochs) == (project, max_epochs)
 
 
-def test_readme_states_the_search_space():
-    readme = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
+def test_the_tuning_docs_state_the_search_space():
+    docs = " ".join((Path(__file__).parents[1] / "docs" / "tuning.md").read_text().split())
     for arch, (low, high) in HIDDEN_UNITS.items():
-        assert f"{low} to {high} for {arch}" in readme and "hidden width (log scale" in readme
-    assert f"learning rate ({LEARNING_RATE[0]:g} to {LEARNING_RATE[1]:g}, log scale)" in readme
-    assert f"dropout ({DROPOUT[0]:g} to {DROPOUT[1]:g})" in readme
-    assert f"input dropout ({INPUT_DROPOUT[0]:g} to {INPUT_DROPOUT[1]:g})" in readme
+        assert f"{low} to {high} for {arch}" in docs and "hidden width (log scale" in docs
+    assert f"learning rate ({LEARNING_RATE[0]:g} to {LEARNING_RATE[1]:g}, log scale)" in docs
+    assert f"dropout ({DROPOUT[0]:g} to {DROPOUT[1]:g})" in docs
+    assert f"input dropout ({INPUT_DROPOUT[0]:g} to {INPUT_DROPOUT[1]:g})" in docs
 
 
 def _config(tmp_path: Path, arch: str = "mlp", **overrides) -> TuneConfig:
