@@ -160,7 +160,7 @@ def read_npz(path: Path) -> Mnist:
         raise
     except Exception as exc:  # a corrupt archive fails in zipfile, zlib, or numpy's header parser
         raise DataError(f"{path}: not a readable .npz file ({first_line(exc)})") from exc
-    return _from_arrays(arrays, str(path))
+    return _from_arrays(arrays, str(path.resolve()))  # recorded: a resumed run reads it again
 
 
 def _from_arrays(arrays: dict[str, np.ndarray], source: str) -> Mnist:

@@ -56,6 +56,7 @@ from mnist_keras.runs import (
     RunDir,
     open_run_dir,
     read_history,
+    read_json,
     start_run,
     write_json,
 )
@@ -310,8 +311,16 @@ def config_from_args(args: Any) -> TrainConfig:
         return resolve_config(preset, data=args.data, **{**hparams, **flags})
     if flags or args.preset or args.hparams:
         raise ConfigError("--resume takes the run's saved configuration; drop the other flags")
-    config = read_config(open_run_dir(args.resume).config_json)
-    return dataclasses.replace(config, data=args.data or config.data)
+    run_dir = open_run_dir(args.resume)
+    config = read_config(run_dir.config_json)
+    return dataclasses.replace(config, data=args.data or config.data or _read_from(run_dir))
+
+
+def _read_from(run_dir: RunDir) -> str | None:
+    """The data an interrupted run read, wherever it was found ($MNIST_KERAS_DATA, the cache),
+    so that its resume reads the same, whatever the new shell's environment says."""
+    source = read_json(run_dir.config_json).get("data_source")
+    return source if source and Path(source).exists() else None
 
 
 def read_hparams(path: Path) -> dict[str, Any]:

@@ -21,8 +21,8 @@ from mnist_keras.callbacks import interrupt_between_steps
 from mnist_keras.config import TrainConfig, resolve_config
 from mnist_keras.errors import RunError, TrainingDiverged, TrainingInterrupted
 from mnist_keras.model import build_model
-from mnist_keras.runs import RunDir, read_history, scratch_run_dir
-from mnist_keras.train import run
+from mnist_keras.runs import RunDir, read_history, scratch_run_dir, start_run
+from mnist_keras.train import build_parser, config_from_args, run
 
 
 def _config(**overrides) -> TrainConfig:
@@ -215,6 +215,21 @@ def test_resume_after_training_only_evaluates_and_exports(tmp_path, tiny):
     assert [row["epoch"] for row in again.history] == [1, 2]
     assert again.evaluation.accuracy == done.evaluation.accuracy
     assert (again.export_path / "saved_model.pb").is_file() and again.run.keras_model.is_file()
+
+
+def test_resume_reads_the_data_the_run_read(tmp_path, monkeypatch):
+    # The first run found its data through $MNIST_KERAS_DATA; the shell that resumes it has
+    # another value, or none.
+    read = tmp_path / "mnist"
+    read.mkdir()
+    run_dir = start_run(
+        tmp_path / "runs", {"config": _config().to_dict(), "data_source": str(read)}
+    )
+    monkeypatch.setenv("MNIST_KERAS_DATA", str(tmp_path / "other"))
+    resume = ["--resume", str(run_dir.path)]
+    assert config_from_args(build_parser().parse_args(resume)).data == str(read)
+    given = config_from_args(build_parser().parse_args([*resume, "--data", "moved"]))
+    assert given.data == "moved"  # --data still wins: the files moved
 
 
 def test_resume_refuses_a_folder_without_a_run_and_a_finished_run(tmp_path, tiny, finished):
