@@ -277,11 +277,20 @@ def _label(name: str) -> str:
     return flag_name(name) if name in flags else name.replace("_", " ")
 
 
-def search(config: TuneConfig, data: Mnist, callbacks: Sequence = (), observer: Any = None):
+def search(
+    config: TuneConfig,
+    data: Mnist,
+    callbacks: Sequence = (),
+    observer: Any = None,
+    definition: dict[str, Any] | None = None,
+):
     """Run (or resume) the search on the validation split; the test set is not touched.
 
+    Args:
+        definition: `search_definition(config, data)`, when the caller has it already.
+
     Raises ConfigError when the project folder holds another search (`check_project`)."""
-    definition = search_definition(config, data)
+    definition = definition or search_definition(config, data)
     check_project(config, definition)
     trials = search_data(config, data)
     keras.utils.set_random_seed(trials.base.seed)
@@ -491,11 +500,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if config.role == "worker":
         wait_for_oracle(config.oracle, config.connect_timeout)
     data = load_mnist(config.base.data).head(config.base.train_samples, config.base.test_samples)
-    check_project(config, search_definition(config, data))  # before the display draws
+    definition = search_definition(config, data)  # hashes the training data: once
+    check_project(config, definition)  # before the display draws
     project = project_dir(config)
     display = console.TuneProgress(config.max_epochs, lambda: trial_rows(project))
     with display:
-        tuner = search(config, data, callbacks=[display], observer=display)
+        tuner = search(config, data, [display], display, definition)
         display.search_ended()
     console.print_trials(trial_rows(project))
     if config.role == "worker":
