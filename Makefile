@@ -4,6 +4,11 @@ VENV ?= .venv
 VENV2 ?= .venv-keras2
 ARGS ?=
 PYTEST_ARGS ?=
+# The suites run in pytest-xdist workers, one a core (tests/conftest.py gives each worker's
+# TensorFlow its share); tests that share a slow fixture stay in one worker. TEST_WORKERS=0 runs
+# them in this process.
+TEST_WORKERS ?= auto
+XDIST = -n $(TEST_WORKERS) --dist loadgroup
 
 # Real MNIST for tests and training, when the shared data folder sits beside this checkout
 # (as in CI); an MNIST_KERAS_DATA already set wins.
@@ -63,13 +68,13 @@ fonts:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(FONT_PACKAGES) > /dev/null; }
 
 test: $(VENV)/.installed browser fonts
-	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest $(XDIST) $(PYTEST_ARGS)
 
 test-keras2: $(VENV2)/.installed browser fonts
-	$(VENV2)/bin/python -m pytest $(PYTEST_ARGS)
+	$(VENV2)/bin/python -m pytest $(XDIST) $(PYTEST_ARGS)
 
 test-fast: $(VENV)/.installed
-	$(VENV)/bin/python -m pytest -m 'not slow' $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest $(XDIST) -m 'not slow' $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

@@ -1,4 +1,5 @@
-"""Shared fixtures: seeding, synthetic MNIST-shaped data, the real data, briefly trained models."""
+"""Shared fixtures: seeding, synthetic MNIST-shaped data, the real data, briefly trained models;
+and the split of the machine between pytest-xdist workers (`make test` runs two)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,30 @@ from helpers import synthetic_mnist
 from mnist_keras.config import resolve_config
 from mnist_keras.data import ENV_VAR, Mnist, load_mnist
 from mnist_keras.train import TrainResult, run
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under xdist, each worker's TensorFlow (and the commands its tests start, which inherit the
+    setting) gets its share of the cores: pools sized for the whole machine fight for them."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers:
+        share = str(max(1, (os.cpu_count() or 1) // int(workers)))
+        # Read when TensorFlow makes its first op, after this; inter-op threads stay as they
+        # are (collective ops wait on each other in them).
+        os.environ.setdefault("TF_NUM_INTRAOP_THREADS", share)
+        os.environ.setdefault("OMP_NUM_THREADS", share)
+
+
+# Session fixtures that take most of a minute to make: every test that uses one runs in the same
+# xdist worker (`--dist loadgroup`), so the fixture is made once, not once a worker.
+SHARED_ONCE = ("trained_cnn",)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for name in SHARED_ONCE:
+            if name in item.fixturenames:
+                item.add_marker(pytest.mark.xdist_group(name))
 
 
 @pytest.fixture(autouse=True)

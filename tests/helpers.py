@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import importlib
+import io
 import os
 import struct
 import subprocess
@@ -74,6 +77,30 @@ def run_cli(command: str, *args: str, cwd: Path | None = None, env: dict | None 
         timeout=300,
         env={**os.environ, "COLUMNS": "120", **(env or {})},
     )
+
+
+def run_main(command: str, *args: str, cwd: Path | None = None, env: dict | None = None):
+    """`mnist_keras.<command>.main(ARGS)` called in this process, as `run_cli` would run it: its exit
+    code and what Python printed. Cheaper by an interpreter and a TensorFlow start-up; a
+    subprocess (`run_cli`) stays where the process boundary is what is tested (native stderr,
+    signals, exit codes as the shell sees them)."""
+    main = importlib.import_module(f"mnist_keras.{command}").main
+    out, err = io.StringIO(), io.StringIO()
+    saved_env, saved_cwd = dict(os.environ), Path.cwd()
+    os.environ.update({"COLUMNS": "120", **(env or {})})
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as exc:  # argparse's --help
+                code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+    return subprocess.CompletedProcess([command, *args], code, out.getvalue(), err.getvalue())
 
 
 def in_new_shell(command: str, cwd: Path) -> subprocess.CompletedProcess:
