@@ -57,7 +57,18 @@ class BenchConfig:
     data: str | None = option(None, "as train's --data", "PATH")
     epochs: int = option(3, "epochs per timed run; the first (tracing, warm-up) is excluded", "N")
     repeats: int = option(3, "runs per figure; the median is reported", "N")
-    train_samples: int | None = option(None, "a training slice, for a quick check", "N")
+    train_samples: int | None = option(
+        None,
+        "a training slice, for a quick check; the recipes and architectures then hold out "
+        "what train --train-samples N holds out",
+        "N",
+    )
+    throughput: bool = option(
+        True,
+        "time training every way (this package, Keras on NumPy arrays, raw TF2, PyTorch, "
+        "scikit-learn, the TF1 tutorial) against the matrix-product ceiling, and the default "
+        "recipe to a test accuracy of 0.98",
+    )
     latency_calls: int = option(1000, "batch-1 calls timed for the latency percentiles", "N")
     recipe_seeds: int = option(
         3, "train the default and the previous recipe with seeds 1..N, as train does; 0 skips", "N"
@@ -67,8 +78,17 @@ class BenchConfig:
         "train mlp and cnn, with and without --augment, as train does, and read the MNIST test "
         "set and the digits in the wild with each (per-digit pictures)",
     )
+    architecture_epochs: int | None = option(
+        None, "epochs of each architecture, for a quick check (default: its recipe's)", "N"
+    )
     wild_per_class: int = option(
         wild.PER_CLASS, "pen-stroke and photo pictures per digit in the wild sets", "N"
+    )
+    export_formats: tuple[str, ...] | None = option(
+        None,
+        "what the recipes and architectures export beside model.keras, as train's "
+        "--export-formats (default: train's)",
+        "FORMAT",
     )
     out_dir: str = option("artifacts/bench", "where the JSON report is written", "DIR")
     seed: int = 42
@@ -76,9 +96,22 @@ class BenchConfig:
     def __post_init__(self) -> None:
         check(self.epochs >= 2, "epochs", "must be at least 2: the first one is reported apart")
         check(self.repeats >= 1, "repeats", "must be a positive integer")
+        check(
+            self.train_samples is None or self.train_samples >= 1,
+            "train_samples",
+            "must be a positive integer",
+        )
         check(self.latency_calls >= 100, "latency_calls", "must be at least 100")
         check(self.recipe_seeds >= 0, "recipe_seeds", "must be 0 or more")
+        check(
+            self.architecture_epochs is None or self.architecture_epochs >= 1,
+            "architecture_epochs",
+            "must be a positive integer",
+        )
         check(self.wild_per_class >= 1, "wild_per_class", "must be a positive integer")
+        if self.export_formats is not None:
+            object.__setattr__(self, "export_formats", tuple(self.export_formats))
+            TrainConfig(export_formats=self.export_formats)  # train's checks, before hours of work
 
 
 @dataclass(frozen=True)
@@ -396,13 +429,20 @@ def time_to_accuracy(data: Mnist, target: float, seed: int) -> dict[str, Any]:
 RECIPES = ("default", "v0.1")  # presets: today's default recipe and the one it replaced
 
 
-def measure_recipes(data: Mnist, seeds: Sequence[int]) -> list[dict[str, Any]]:
-    """Each recipe trained, evaluated and exported exactly as `train` does, once per seed."""
+def measure_recipes(data: Mnist, config: BenchConfig) -> list[dict[str, Any]]:
+    """Each recipe trained, evaluated and exported exactly as `train` does, with seeds 1 to
+    --recipe-seeds (on a --train-samples slice, holding out what `train` would)."""
     rows = []
     with tempfile.TemporaryDirectory() as runs:
         for preset in RECIPES:
-            for seed in seeds:
-                result = run(resolve_config(preset, seed=seed), Path(runs), datasets=data)
+            for seed in range(1, config.recipe_seeds + 1):
+                recipe = resolve_config(
+                    preset,
+                    seed=seed,
+                    train_samples=config.train_samples,
+                    export_formats=config.export_formats,
+                )
+                result = run(recipe, Path(runs), datasets=data)
                 rows.append(
                     {
                         "preset": preset,
@@ -419,22 +459,30 @@ ARCHITECTURES = (("mlp", False), ("mlp", True), ("cnn", False), ("cnn", True))  
 
 
 def measure_architectures(
-    data: Mnist,
-    faces: Sequence[wild.Face],
-    seed: int,
-    per_class: int,
-    say: Callable[[str], None],
+    data: Mnist, faces: Sequence[wild.Face], config: BenchConfig, say: Callable[[str], None]
 ) -> list[dict[str, Any]]:
-    """Each architecture with and without augmentation, trained and exported as `train` does,
-    then read through `predict`'s preprocessing: the MNIST test set and the digits in the wild."""
+    """Each architecture with and without augmentation, trained and exported as `train` does
+    (for --architecture-epochs, if given), then read through `predict`'s preprocessing: the MNIST
+    test set and the digits in the wild."""
     say("digits in the wild: rendering the pictures")
-    sets = wild.build(data.x_test, data.y_test, seed=seed, per_class=per_class, faces=faces)
+    sets = wild.build(
+        data.x_test, data.y_test, seed=config.seed, per_class=config.wild_per_class, faces=faces
+    )
+    epochs = config.architecture_epochs
+    training = f"{epochs} epoch{'s' * (epochs != 1)}" if epochs else "full training"
     rows = []
     with tempfile.TemporaryDirectory() as runs:
         for arch, augment in ARCHITECTURES:
-            say(f"architectures: {arch}{' --augment' if augment else ''}, full training")
-            config = resolve_config(arch=arch, augment=augment, seed=seed)
-            result = run(config, Path(runs), datasets=data)
+            say(f"architectures: {arch}{' --augment' if augment else ''}, {training}")
+            recipe = resolve_config(
+                arch=arch,
+                augment=augment,
+                seed=config.seed,
+                train_samples=config.train_samples,
+                epochs=epochs,
+                export_formats=config.export_formats,
+            )
+            result = run(recipe, Path(runs), datasets=data)
             scores = wild.score(load_classifier(result.export_path), sets)
             rows.append(
                 {
@@ -516,18 +564,10 @@ def _torch_inference(data: Mnist, hidden: int, calls: int, repeats: int) -> dict
     return _latency_and_throughput(classify, one, many, calls, repeats)
 
 
-def run_bench(config: BenchConfig, data: Mnist | None = None, progress=None) -> dict[str, Any]:
-    """Every measurement, as one JSON-ready dict; `progress(text)` is told what runs next."""
-    data = (data or load_mnist(config.data)).head(config.train_samples)
-    held_out = TrainConfig().validation_size
-    if (config.recipe_seeds or config.architectures) and len(data.x_train) <= held_out:
-        raise ConfigError(
-            f"--recipe-seeds, --architectures: the recipes hold out {held_out} training images "
-            f"for validation, and only {len(data.x_train)} are given (--recipe-seeds 0 "
-            "--no-architectures skip them)"
-        )
-    faces = wild.find_faces() if config.architectures else []  # before hours of measuring
-    say = progress or (lambda text: None)
+def measure_throughput(
+    data: Mnist, config: BenchConfig, say: Callable[[str], None]
+) -> tuple[list[TrainingFigure], dict[str, float]]:
+    """Every peer at every shape, and the matrix-product ceiling of each shape."""
     training, ceilings = [], {}
     for hidden, batch in SHAPES:
         say(f"hardware ceiling, hidden {hidden}, batch {batch}")
@@ -537,17 +577,32 @@ def run_bench(config: BenchConfig, data: Mnist | None = None, progress=None) -> 
                 continue  # the tutorial's own shape only
             say(f"training: {name}, hidden {hidden}, batch {batch}")
             training.append(measure_training(name, data, hidden, batch, config))
-    say("time to 98% test accuracy, default configuration")
-    to_target = time_to_accuracy(data, 0.98, config.seed)
+    return training, ceilings
+
+
+def run_bench(config: BenchConfig, data: Mnist | None = None, progress=None) -> dict[str, Any]:
+    """Every measurement, as one JSON-ready dict; `progress(text)` is told what runs next."""
+    data = (data or load_mnist(config.data)).head(config.train_samples)
+    # As `train --train-samples N`: a slice smaller than the default split holds out a tenth.
+    held_out = resolve_config(train_samples=config.train_samples).validation_size
+    if (config.recipe_seeds or config.architectures) and len(data.x_train) <= held_out:
+        raise ConfigError(
+            f"--recipe-seeds, --architectures: the recipes hold out {held_out} training images "
+            f"for validation, and only {len(data.x_train)} are given (--recipe-seeds 0 "
+            "--no-architectures skip them)"
+        )
+    faces = wild.find_faces() if config.architectures else []  # before hours of measuring
+    say = progress or (lambda text: None)
+    training, ceilings, to_target = [], {}, None
+    if config.throughput:
+        training, ceilings = measure_throughput(data, config, say)
+        say("time to 98% test accuracy, default configuration")
+        to_target = time_to_accuracy(data, 0.98, config.seed)
     say("inference of every export format, each in its own runtime")
     inference = measure_inference(data, config.latency_calls, config.repeats)
     say(f"recipes {', '.join(RECIPES)}, full training, seeds 1-{config.recipe_seeds}")
-    recipes = measure_recipes(data, range(1, config.recipe_seeds + 1))
-    architectures = (
-        measure_architectures(data, faces, config.seed, config.wild_per_class, say)
-        if config.architectures
-        else []
-    )
+    recipes = measure_recipes(data, config)
+    architectures = measure_architectures(data, faces, config, say) if config.architectures else []
     return {
         **_report(config, data, training, ceilings, to_target, inference),
         "recipes": recipes,
@@ -588,7 +643,7 @@ def write_report(report: dict[str, Any], out_dir: Path) -> Path:
 
 def build_parser() -> console.Parser:
     p = console.Parser(prog="python -m benchmarks.bench", description=__doc__.splitlines()[0])
-    add_flags(p, BenchConfig)
+    add_flags(p, BenchConfig, choices={"export_formats": FORMATS})
     return p
 
 

@@ -11,7 +11,30 @@ from mnist_keras.console import console
 
 
 def print_report(report: dict[str, Any]) -> None:
-    """The benchmark's training table (ratios to the package's path) and inference figures."""
+    """The benchmark's training table (ratios to the package's path), other figures, inference,
+    recipes and architectures: each section the run measured."""
+    if report["training"]:  # at least 120 wide: rows must not fold, even in a log
+        Console(width=max(console.width, 120)).print(_training_table(report["training"]))
+    figures = Table(title="Other figures", show_header=False, title_justify="left")
+    for shape, gflops in report["ceiling_gflops"].items():
+        figures.add_row(f"matmul ceiling {shape} (GFLOP/s)", f"{gflops:,.1f}")
+    to_98 = report["time_to_98"]
+    if to_98:  # None under --no-throughput
+        figures.add_row(
+            "time to 98% test accuracy (default config)",
+            f"{to_98['seconds']} s" if to_98["seconds"] else "not reached",
+        )
+    figures.add_row("peak memory (MB)", f"{report['peak_memory_mb']:,.0f}")
+    console.print(figures)
+    console.print(_inference_table(report["inference"]))
+    if report["recipes"]:
+        console.print(_recipes_table(report["recipes"]))
+    if report["architectures"]:
+        console.print(_architectures_table(report["architectures"]))
+
+
+def _training_table(rows: list[dict[str, Any]]) -> Table:
+    """Each way to train at each shape: steady samples per second, as a ratio to the package."""
     table = Table(title="Training, steady state (first epoch excluded)", title_justify="left")
     columns = (
         "way to train",
@@ -25,7 +48,7 @@ def print_report(report: dict[str, Any]) -> None:
     )
     for column in columns:
         table.add_column(column, justify="left" if column == "way to train" else "right")
-    for row in report["training"]:
+    for row in rows:
         if row["skipped"]:
             table.add_row(
                 row["peer"],
@@ -48,22 +71,7 @@ def print_report(report: dict[str, Any]) -> None:
             f"{row['test_accuracy']:.4f}",
             f"{row['fraction_of_ceiling']:.1%}",
         )
-    Console(width=max(console.width, 120)).print(table)  # rows must not fold, even in a log
-    figures = Table(title="Other figures", show_header=False, title_justify="left")
-    for shape, gflops in report["ceiling_gflops"].items():
-        figures.add_row(f"matmul ceiling {shape} (GFLOP/s)", f"{gflops:,.1f}")
-    to_98 = report["time_to_98"]
-    figures.add_row(
-        "time to 98% test accuracy (default config)",
-        f"{to_98['seconds']} s" if to_98["seconds"] else "not reached",
-    )
-    figures.add_row("peak memory (MB)", f"{report['peak_memory_mb']:,.0f}")
-    console.print(figures)
-    console.print(_inference_table(report["inference"]))
-    if report["recipes"]:
-        console.print(_recipes_table(report["recipes"]))
-    if report["architectures"]:
-        console.print(_architectures_table(report["architectures"]))
+    return table
 
 
 RUNTIMES = {

@@ -1,4 +1,9 @@
-"""The benchmark end to end on a small slice: every field is there (figures are not asserted)."""
+"""The benchmark end to end on a small slice: every field is there (figures are not asserted).
+
+Each section runs once, in one of three runs of the harness that skip the others (sections cost
+the same apart as together, and three shorter tests share out between workers). In this process:
+the report is what is tested; one bad flag goes through a subprocess for the exit code.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +12,12 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import synthetic_mnist, write_idx_folder
 
-from benchmarks.bench import PEERS, SHAPES
+from benchmarks.bench import PEERS, SHAPES, main
 from mnist_keras.formats import FORMATS
 
 # The benchmarks are not installed with the package: they run from the checkout.
@@ -20,39 +26,42 @@ CHECKOUT_ON_PATH = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
 pytestmark = pytest.mark.slow
 
 
-def test_bench_writes_every_field(tmp_path):
-    # 5,600 images: the recipes hold out 5,000 for validation, as `train` does.
-    data = write_idx_folder(tmp_path / "data", synthetic_mnist(n_train=5600, n_test=300))
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.bench",
-            "--data",
-            str(data),
-            "--epochs",
-            "2",
-            "--repeats",
-            "1",
-            "--latency-calls",
-            "100",
-            "--recipe-seeds",
-            "1",
-            "--wild-per-class",
-            "2",
-            "--out-dir",
-            "bench",
-        ],
-        cwd=tmp_path,
-        env=CHECKOUT_ON_PATH,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "Training, steady state" in result.stdout and "peak memory" in result.stdout
+def run_bench(tmp_path: Path, capsys: pytest.CaptureFixture, *flags: str) -> tuple[dict, str]:
+    """`main` on the smallest run that goes through a section: 300 images, of which the recipes
+    hold out 30 (as `train --train-samples 300` does), each network exported as a SavedModel
+    alone; the JSON report and what was printed."""
+    data = write_idx_folder(tmp_path / "data", synthetic_mnist(n_train=300, n_test=300))
+    small = {
+        "--train-samples": "300",
+        "--epochs": "2",
+        "--repeats": "1",
+        "--latency-calls": "100",
+        "--wild-per-class": "2",
+        "--export-formats": "saved_model",
+        "--out-dir": str(tmp_path / "bench"),
+    }
+    code = main(["--data", str(data), *(x for item in small.items() for x in item), *flags])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err[-3000:]
     (path,) = (tmp_path / "bench").glob("bench-*.json")
-    report = json.loads(path.read_text())
+    return json.loads(path.read_text()), printed.out
+
+
+def check_inference(report: dict[str, Any], out: str) -> None:
+    assert list(report["inference"]) == [*FORMATS, "torch_eager"]
+    for name in FORMATS:  # the dev extras install every runtime
+        figures = report["inference"][name]
+        assert figures["batch1_median_ms"] <= figures["batch1_p99_ms"], name
+        assert figures["batch10000_images_per_second"] > 0 and figures["size_mb"] > 0, name
+    assert report["inference"]["litert_int8"]["size_mb"] < report["inference"]["litert"]["size_mb"]
+    assert "Inference, the default network" in out and report["peak_memory_mb"] > 0
+    assert "peak memory" in out
+
+
+def test_bench_throughput_and_inference(tmp_path, capsys):
+    # The throughput section and inference; the recipes and architectures are tested below.
+    report, out = run_bench(tmp_path, capsys, "--recipe-seeds", "0", "--no-architectures")
+    assert "Training, steady state" in out
     expected_rows = len(PEERS) * len(SHAPES) - (len(SHAPES) - 1)  # TF1 at its own shape only
     assert len(report["training"]) == expected_rows
     for row in report["training"]:
@@ -69,18 +78,38 @@ def test_bench_writes_every_field(tmp_path):
             assert row[key] > 0, (row["peer"], key)
     assert set(report["ceiling_gflops"]) == {f"{h}x{b}" for h, b in SHAPES}
     assert set(report["time_to_98"]) == {"target", "seconds", "reached", "max_epochs"}
-    assert list(report["inference"]) == [*FORMATS, "torch_eager"]
-    for name in FORMATS:  # the dev extras install every runtime
-        figures = report["inference"][name]
-        assert figures["batch1_median_ms"] <= figures["batch1_p99_ms"], name
-        assert figures["batch10000_images_per_second"] > 0 and figures["size_mb"] > 0, name
-    assert report["inference"]["litert_int8"]["size_mb"] < report["inference"]["litert"]["size_mb"]
-    assert "Inference, the default network" in result.stdout and report["peak_memory_mb"] > 0
+    check_inference(report, out)
+    assert report["recipes"] == [] and report["architectures"] == []  # skipped, as asked
+    assert "Recipes, trained" not in out and "Architectures: MNIST" not in out
+
+
+def test_bench_recipes(tmp_path, capsys):
+    report, out = run_bench(
+        tmp_path, capsys, "--no-throughput", "--recipe-seeds", "1", "--no-architectures"
+    )
     assert [(r["preset"], r["seed"]) for r in report["recipes"]] == [("default", 1), ("v0.1", 1)]
     for row, epochs in zip(report["recipes"], (30, 20), strict=True):
         assert 0 < row["test_accuracy"] <= 1 and row["fit_seconds"] > 0
         assert row["epochs"] == epochs
-    assert "Recipes, trained as `train` does" in result.stdout
+    assert "Recipes, trained as `train` does" in out
+    check_inference(report, out)
+    # --no-throughput: no peer, no ceiling, no time to 98%, and no table for them.
+    assert report["training"] == [] and report["ceiling_gflops"] == {}
+    assert report["time_to_98"] is None
+    assert "Training, steady state" not in out and "time to 98%" not in out
+
+
+def test_bench_architectures(tmp_path, capsys):
+    # One epoch each: the row reports the run, whatever its length.
+    report, out = run_bench(
+        tmp_path,
+        capsys,
+        "--no-throughput",
+        "--recipe-seeds",
+        "0",
+        "--architecture-epochs",
+        "1",
+    )
     rows = report["architectures"]
     assert [(r["arch"], r["augment"]) for r in rows] == [
         ("mlp", False),
@@ -90,11 +119,16 @@ def test_bench_writes_every_field(tmp_path):
     ]
     for row in rows:
         assert 0 < row["test_accuracy"] <= 1 and row["fit_seconds"] > 0
+        assert row["epochs"] == 1
         assert set(row["wild"]) == {"printed", "strokes", "photo"}
         assert all(0 <= accuracy <= 1 for accuracy in row["wild"].values())
         # Keras's image transforms have no XLA kernels; XLA slows the convnet down.
         assert row["jit_compile"] == (row["arch"] == "mlp" and not row["augment"])
-    assert "Architectures: MNIST test and digits in the wild" in result.stdout
+    assert "Architectures: MNIST test and digits in the wild" in out
+    assert report["recipes"] == [] and report["training"] == []
+
+
+GUARD = "the recipes hold out 5000 training images for validation, and only 300 are given"
 
 
 @pytest.mark.parametrize(
@@ -102,15 +136,28 @@ def test_bench_writes_every_field(tmp_path):
     [
         (["--epochs", "1"], "--epochs must be at least 2"),
         (["--recipe-seeds", "-1"], "--recipe-seeds must be 0 or more"),
-        (["--recipe-seeds", "1"], "the recipes hold out 5000 training images"),
-        (["--recipe-seeds", "0"], "the recipes hold out 5000 training images"),
+        (["--recipe-seeds", "0"], GUARD),  # the architectures hold out as much
+        (["--recipe-seeds", "0", "--train-samples", "60000"], GUARD),  # a slice past the data
+        (["--train-samples", "0"], "--train-samples must be a positive integer"),
+        (["--architecture-epochs", "0"], "--architecture-epochs must be a positive integer"),
         (["--wild-per-class", "0"], "--wild-per-class must be a positive integer"),
+        (["--export-formats", "onnx"], "--export-formats must include saved_model"),
+        (["--export-formats", "tflite"], "--export-formats: invalid choice: 'tflite'"),
     ],
 )
-def test_bench_bad_flag(tmp_path, args, message):
+def test_bench_bad_flag(tmp_path, monkeypatch, capsys, args, message):
+    data = write_idx_folder(tmp_path / "data", synthetic_mnist(n_train=300, n_test=50))
+    monkeypatch.chdir(tmp_path)
+    assert main(["--data", str(data), *args]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "artifacts").exists()
+
+
+def test_bench_bad_flag_exits_2_without_traceback(tmp_path):
+    # The process boundary: the exit code the shell sees, and no traceback on stderr.
     data = write_idx_folder(tmp_path / "data", synthetic_mnist(n_train=300, n_test=50))
     result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.bench", "--data", str(data), *args],
+        [sys.executable, "-m", "benchmarks.bench", "--data", str(data), "--recipe-seeds", "1"],
         cwd=tmp_path,
         env=CHECKOUT_ON_PATH,
         capture_output=True,
@@ -118,5 +165,5 @@ def test_bench_bad_flag(tmp_path, args, message):
         timeout=300,
     )
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert message in result.stderr
+    assert GUARD in result.stderr
     assert not (tmp_path / "artifacts").exists()
