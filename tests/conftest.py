@@ -32,6 +32,7 @@ def pytest_configure(config: pytest.Config) -> None:
 SHARED_ONCE = ("trained_cnn",)
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         for name in SHARED_ONCE:

@@ -80,8 +80,8 @@ def run_cli(command: str, *args: str, cwd: Path | None = None, env: dict | None 
 
 
 def run_main(command: str, *args: str, cwd: Path | None = None, env: dict | None = None):
-    """`mnist_keras.<command>.main(ARGS)` called in this process, as `run_cli` would run it: its exit
-    code and what Python printed. Cheaper by an interpreter and a TensorFlow start-up; a
+    """`mnist_keras.<command>.main(ARGS)` called in this process, as `run_cli` would run it: its
+    exit code and what Python printed. Cheaper by an interpreter and a TensorFlow start-up; a
     subprocess (`run_cli`) stays where the process boundary is what is tested (native stderr,
     signals, exit codes as the shell sees them)."""
     main = importlib.import_module(f"mnist_keras.{command}").main

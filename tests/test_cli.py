@@ -1,4 +1,5 @@
-"""`python -m mnist_keras.train` end to end, in subprocesses: the smoke run and every bad input."""
+"""`python -m mnist_keras.train` end to end: the smoke run, a failing run's exit codes and stderr
+in real processes, and every other bad input through `main(argv)` in this process."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from helpers import (
     error_lines,
     idx_bytes,
     run_cli,
+    run_main,
     tensorboard_tags,
     write_idx_folder,
 )
@@ -23,15 +25,20 @@ from test_data import CORRUPTIONS, GOOD, NPZ_CASES
 
 from mnist_keras.runs import RunDir
 
-pytestmark = pytest.mark.slow
+
+def _train(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """train's `main(ARGS)` in this process: its messages and exit code without a TensorFlow
+    start-up. What only a real process shows (native stderr, the exit status) is proven by the
+    tests marked slow, which use `run_cli`."""
+    return run_main("train", *args, cwd=cwd)
 
 
-def _train(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    return run_cli("train", *args, cwd=cwd, env=env)
-
-
+@pytest.mark.slow
 def test_smoke_one_epoch_on_a_slice_of_real_mnist(real_mnist_dir, tmp_path):
-    result = _train(
+    # No XLA and only the SavedModel: neither is what this run is about (the `trained` fixture
+    # exports the default formats, test_formats checks what train records of them).
+    result = run_cli(
+        "train",
         "--data",
         str(real_mnist_dir),
         "--epochs",
@@ -48,6 +55,9 @@ def test_smoke_one_epoch_on_a_slice_of_real_mnist(real_mnist_dir, tmp_path):
         "constant",
         "--runs-dir",
         "runs",
+        "--no-jit-compile",
+        "--export-formats",
+        "saved_model",
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -82,11 +92,14 @@ def test_smoke_one_epoch_on_a_slice_of_real_mnist(real_mnist_dir, tmp_path):
     assert serve(images=tf.constant(images))["probabilities"].shape == (2, 10)
 
 
+@pytest.mark.slow
 def test_no_data_anywhere_fails_fast_and_clearly(tmp_path):
+    """train's one bad input in a real process: exit 2, one line on stderr, no TensorFlow log.
+    A process also reads $KERAS_HOME afresh (Keras 3 reads it once, at import)."""
     env = {"MNIST_KERAS_DATA": "", "KERAS_HOME": str(tmp_path / "keras-home")}
     # Stop the download at once, whatever the machine's network: no proxy will answer.
     env.update(HTTPS_PROXY="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9")
-    result = _train("--epochs", "1", "--runs-dir", "runs", cwd=tmp_path, env=env)
+    result = run_cli("train", "--epochs", "1", "--runs-dir", "runs", cwd=tmp_path, env=env)
     assert_clean_failure(result, "--data", [tmp_path / "runs"])
     assert "MNIST_KERAS_DATA" in result.stderr
 
@@ -186,11 +199,15 @@ def test_runs_dir_that_cannot_be_written(tmp_path, tiny):
     assert (tmp_path / "runs").read_text() == "not a folder"
 
 
+@pytest.mark.slow
 def test_diverging_run_exits_1_and_says_so(tmp_path, tiny):
+    """In a process: the only test that the shell sees exit status 1. A narrow network without
+    XLA diverges as surely, and sooner."""
     data = write_idx_folder(tmp_path / "data", tiny)
     args = ["--data", str(data), "--runs-dir", "runs", "--validation-size", "100"]
     bad = ["--epochs", "3", "--optimizer", "sgd", "--learning-rate", "1e12"]
-    result = _train(*args, *bad, cwd=tmp_path)
+    small = ["--hidden-units", "8", "--no-jit-compile"]
+    result = run_cli("train", *args, *bad, *small, cwd=tmp_path)
     assert result.returncode == 1, result.stderr[-3000:]
     assert "loss became NaN" in error_lines(result)[0] and "Traceback" not in result.stderr
     run_dir = RunDir(next((tmp_path / "runs").iterdir()))

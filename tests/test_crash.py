@@ -1,5 +1,7 @@
 """Crash safety end to end: SIGKILL and Ctrl-C mid-training, then --resume; a search killed
-mid-way and rerun; two trainings started together. Real subprocesses, killed from the test."""
+mid-way and rerun; two trainings started together. The runs that are killed, and the runs
+started together, are real subprocesses; the runs that only finish what was killed (or compare
+with it) run in-process, except the resume pasted into a new shell as printed."""
 
 from __future__ import annotations
 
@@ -16,31 +18,35 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from helpers import in_new_shell, run_cli, synthetic_mnist, write_idx_folder
+from helpers import in_new_shell, run_main, synthetic_mnist, write_idx_folder
 
 from mnist_keras.runs import RunDir
 from mnist_keras.tune import trial_rows
 
 pytestmark = pytest.mark.slow
 
-# Long enough epochs (about a second each) that a kill lands while training, small enough
-# for the suite: 8,000 training images repeated for 200 steps an epoch.
+# Real digits, so that a resume that trained otherwise would score otherwise; a small network
+# and a few steps an epoch (about half a second each, the data repeating), enough for a kill to
+# land while training. No XLA, no LiteRT: neither is what these tests are about.
 TRAIN_ARGS = (
-    "--epochs",
-    "4",
-    "--steps-per-epoch",
-    "200",
-    "--hidden-units",
-    "256",
-    "--train-samples",
-    "9000",
-    "--validation-size",
-    "1000",
-    "--test-samples",
-    "5000",
-    "--runs-dir",
-    "runs",
+    *("--epochs", "4", "--steps-per-epoch", "40", "--hidden-units", "64"),
+    *("--validation-size", "500", "--no-jit-compile", "--export-formats", "saved_model"),
+    *("--runs-dir", "runs"),
 )
+# The first images of real MNIST, written where --data reads them (quick to load).
+REAL_HEAD = (3000, 2000)  # training (the validation split included), test
+
+
+def _default_ctrl_c() -> None:
+    """In the child: Ctrl-C as in a terminal, since an ignored SIGINT stays ignored across exec."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _ctrl_c_restored() -> Callable[[], None] | None:
+    """What the child runs before exec where this process ignores Ctrl-C (pytest started as a
+    background job, or its xdist workers then); nothing otherwise, since code run between fork
+    and exec is best avoided in a process with threads (TensorFlow's)."""
+    return _default_ctrl_c if signal.getsignal(signal.SIGINT) == signal.SIG_IGN else None
 
 
 def _start(command: str, *args: str, cwd: Path) -> subprocess.Popen:
@@ -51,6 +57,7 @@ def _start(command: str, *args: str, cwd: Path) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "COLUMNS": "200"},
+        preexec_fn=_ctrl_c_restored(),
     )
 
 
@@ -95,9 +102,17 @@ def _test_accuracy(run_dir: RunDir) -> float:
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(real_mnist_dir, tmp_path_factory) -> float:
+def real_head(real_mnist, tmp_path_factory) -> Path:
+    """A folder of the first real MNIST images, read by every run here, never written."""
+    folder = tmp_path_factory.mktemp("mnist")
+    return write_idx_folder(folder, real_mnist.head(*REAL_HEAD), gz=False)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(real_head, tmp_path_factory) -> float:
+    """The test accuracy of the same training never stopped (in-process: the same seeded run)."""
     cwd = tmp_path_factory.mktemp("whole")
-    result = run_cli("train", "--data", str(real_mnist_dir), *TRAIN_ARGS, cwd=cwd)
+    result = run_main("train", "--data", str(real_head), *TRAIN_ARGS, cwd=cwd)
     assert result.returncode == 0, result.stderr[-3000:]
     return _test_accuracy(_only_run(cwd / "runs"))
 
@@ -111,7 +126,7 @@ def _resume_and_check(
     done = _csv_epochs(run_dir)
     assert done and done == list(range(len(done)))
     if command is None:
-        result = run_cli("train", "--resume", str(run_dir.path), "--data", str(data), cwd=cwd)
+        result = run_main("train", "--resume", str(run_dir.path), "--data", str(data), cwd=cwd)
     else:  # as printed: the run reads the data it read before
         result = in_new_shell(command, cwd)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -120,18 +135,18 @@ def _resume_and_check(
     assert (run_dir.export / "mnist" / "1" / "saved_model.pb").is_file()
 
 
-def test_sigkill_mid_epoch_then_resume(real_mnist_dir, tmp_path, uninterrupted):
-    proc = _start("train", "--data", str(real_mnist_dir), *TRAIN_ARGS, cwd=tmp_path)
+def test_sigkill_mid_epoch_then_resume(real_head, tmp_path, uninterrupted):
+    proc = _start("train", "--data", str(real_head), *TRAIN_ARGS, cwd=tmp_path)
     code, _ = _kill_when(proc, _one_epoch_done(tmp_path / "runs"), signal.SIGKILL)
     assert code == -signal.SIGKILL
     run_dir = _only_run(tmp_path / "runs")
     best = run_dir.best_checkpoint  # absent if the kill came before the first was in place
     assert not best.exists() or zipfile.ZipFile(best).testzip() is None  # never half-written
-    _resume_and_check(run_dir, tmp_path, real_mnist_dir, uninterrupted)
+    _resume_and_check(run_dir, tmp_path, real_head, uninterrupted)
 
 
-def test_ctrl_c_saves_says_how_to_resume_and_exits_130(real_mnist_dir, tmp_path, uninterrupted):
-    proc = _start("train", "--data", str(real_mnist_dir), *TRAIN_ARGS, cwd=tmp_path)
+def test_ctrl_c_saves_says_how_to_resume_and_exits_130(real_head, tmp_path, uninterrupted):
+    proc = _start("train", "--data", str(real_head), *TRAIN_ARGS, cwd=tmp_path)
     code, stderr = _kill_when(proc, _one_epoch_done(tmp_path / "runs"), signal.SIGINT)
     run_dir = _only_run(tmp_path / "runs")
     assert code == 130, stderr[-3000:]
@@ -139,12 +154,15 @@ def test_ctrl_c_saves_says_how_to_resume_and_exits_130(real_mnist_dir, tmp_path,
     assert "Traceback" not in stderr
     assert not run_dir.metrics_json.exists()
     (command,) = re.findall(r"resume with: (.*)", stderr)
-    _resume_and_check(run_dir, tmp_path, real_mnist_dir, uninterrupted, command)
+    _resume_and_check(run_dir, tmp_path, real_head, uninterrupted, command)
 
 
 def test_two_trainings_started_together_both_finish_intact(tmp_path):
-    data = write_idx_folder(tmp_path / "data", synthetic_mnist())
-    args = ("--data", str(data), "--epochs", "2", "--validation-size", "100", "--runs-dir", "runs")
+    data = write_idx_folder(tmp_path / "data", synthetic_mnist(n_train=400, n_test=100))
+    args = (
+        *("--data", str(data), "--epochs", "2", "--validation-size", "100", "--runs-dir", "runs"),
+        *("--hidden-units", "32", "--no-jit-compile", "--export-formats", "saved_model"),
+    )
     procs = [_start("train", *args, cwd=tmp_path) for _ in range(2)]
     try:
         results = [proc.communicate(timeout=240) for proc in procs]
@@ -163,10 +181,11 @@ def test_two_trainings_started_together_both_finish_intact(tmp_path):
 
 
 def test_search_killed_mid_way_resumes_without_repeating_trials(tmp_path):
-    data = write_idx_folder(tmp_path / "data", synthetic_mnist(n_train=3000, n_test=200))
+    data = write_idx_folder(tmp_path / "data", synthetic_mnist(n_train=1200, n_test=200))
     args = (
-        *("--data", str(data), "--tuner", "random", "--max-trials", "4", "--max-epochs", "3"),
+        *("--data", str(data), "--tuner", "random", "--max-trials", "4", "--max-epochs", "2"),
         *("--validation-size", "200", "--directory", "tuning", "--runs-dir", "runs"),
+        *("--no-jit-compile", "--export-formats", "saved_model"),
     )
     project = tmp_path / "tuning" / "mnist"
 
@@ -180,7 +199,7 @@ def test_search_killed_mid_way_resumes_without_repeating_trials(tmp_path):
     before = {row.trial_id: row for row in trial_rows(project) if row.status == "COMPLETED"}
     assert 2 <= len(before) < 4
 
-    result = run_cli("tune", *args, cwd=tmp_path, env={"COLUMNS": "200"})
+    result = run_main("tune", *args, cwd=tmp_path, env={"COLUMNS": "200"})
     assert result.returncode == 0, result.stderr[-3000:]
     rows = trial_rows(project)
     assert len(rows) == 4 and all(row.status == "COMPLETED" for row in rows)

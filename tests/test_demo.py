@@ -4,6 +4,8 @@ hand-drawn ones with the mouse."""
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import json
 import os
 import shutil
@@ -14,12 +16,13 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from types import ModuleType
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import assert_clean_failure, run_cli
+from helpers import assert_clean_failure, run_cli, run_main
 from starlette.testclient import TestClient
 
 from mnist_keras import demo, demo_page
@@ -256,29 +259,38 @@ def test_serving_url_forwards_the_float_signature(classifier, real_mnist):
     assert classes == classifier(real_mnist.x_test[:5]).argmax(axis=1).tolist()
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (["--model", "nowhere"], "--model nowhere: no SavedModel"),
-        ([], "no exported model under artifacts/runs: train one with `make train`"),
-        (["--model", "m", "--serving-url", "http://localhost:8501"], "not both"),
-        (["--port", "70000"], "--port 70000 must be in 1..65535"),
-        (["--serving-url", "localhost:8501"], "--serving-url 'localhost:8501': expected http://"),
-    ],
-)
-def test_cli_bad_input(tmp_path, args, message):
-    result = run_cli("demo", *args, cwd=tmp_path)
-    assert_clean_failure(result, message)
+DEMO_BAD_INPUT = {
+    "no model": (["--model", "nowhere"], "--model nowhere: no SavedModel"),
+    "no export": ([], "no exported model under artifacts/runs: train one with `make train`"),
+    "both": (["--model", "m", "--serving-url", "http://localhost:8501"], "not both"),
+    "port": (["--port", "70000"], "--port 70000 must be in 1..65535"),
+    "url": (
+        ["--serving-url", "localhost:8501"],
+        "--serving-url 'localhost:8501': expected http://",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DEMO_BAD_INPUT))
+def test_cli_bad_input(tmp_path, case):
+    args, message = DEMO_BAD_INPUT[case]
+    assert_clean_failure(run_main("demo", *args, cwd=tmp_path), message)
 
 
 @pytest.mark.slow
+def test_cli_bad_input_in_a_process(tmp_path):
+    """demo's one bad input in a real process: exit 2, one line on stderr, no TensorFlow log."""
+    args, message = DEMO_BAD_INPUT["no model"]
+    assert_clean_failure(run_cli("demo", *args, cwd=tmp_path), message)
+
+
 def test_cli_port_in_use(tmp_path, trained):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = str(busy.getsockname()[1])
-        result = run_cli("demo", "--model", str(trained.export_path), "--port", port, cwd=tmp_path)
+        args = ["--model", str(trained.export_path), "--port", port]
+        result = run_main("demo", *args, cwd=tmp_path)
     assert_clean_failure(result, f"--port {port}: cannot listen there (Address already in use)")
 
 
@@ -368,8 +380,20 @@ def test_hand_drawn_strokes_for_every_digit_stay_on_the_pad():
     assert pen_path(4, seed=1) == pen_path(4, seed=1) != pen_path(4, seed=2)
 
 
+@functools.cache
+def _script(name: str) -> ModuleType:
+    """scripts/NAME.py as a module, to call its main(argv) in this process."""
+    spec = importlib.util.spec_from_file_location(
+        f"scripts_{name}", ROOT / "scripts" / f"{name}.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.mark.slow
 def test_screenshot_script_bad_model(tmp_path):
+    """The script's bad input in a real process: exit 2, one line on stderr, nothing saved."""
     script = ROOT / "scripts" / "demo_screenshot.py"
     out = tmp_path / "shot.png"
     result = subprocess.run(
@@ -384,6 +408,9 @@ def test_screenshot_script_bad_model(tmp_path):
 
 @pytest.mark.slow
 def test_screenshot_script_draws_and_saves(trained, tmp_path):
+    # In a process of its own: in this one, the uvicorn server it starts reconfigures logging,
+    # which closes the stream of TensorFlow's absl handler (pytest's own capture file) whenever
+    # capsys has replaced sys.stderr.
     script = ROOT / "scripts" / "demo_screenshot.py"
     out = tmp_path / "shot.png"
     args = ["--model", str(trained.export_path), "--digit", "7", "--out", str(out)]
@@ -477,15 +504,13 @@ def test_drawing_digits_by_hand_in_chromium(demo_server):
 
 
 @pytest.mark.slow
-def test_load_from_eight_clients_without_an_error(demo_server, real_mnist_dir):
+def test_load_from_eight_clients_without_an_error(demo_server, real_mnist_dir, capsys):
     url, _ = demo_server
-    script = ROOT / "scripts" / "load_demo.py"
     args = ["--url", url, "--data", str(real_mnist_dir), "--requests", "300", "--json"]
-    result = subprocess.run(
-        [sys.executable, str(script), *args], capture_output=True, text=True, timeout=300
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout.splitlines()[-1])
+    code = _script("load_demo").main(args)  # the clients in this process, the server in its own
+    printed = capsys.readouterr()
+    assert code == 0, printed.err[-3000:]
+    report = json.loads(printed.out.splitlines()[-1])
     assert report["errors"] == 0 and report["requests"] == 300 and report["concurrency"] == 8
     assert 0 < report["p50_ms"] <= report["p99_ms"]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import keras
 import pytest
-from helpers import assert_clean_failure, run_cli, synthetic_mnist, write_idx_folder
+from helpers import assert_clean_failure, run_main, synthetic_mnist, write_idx_folder
 
 from mnist_keras.compat import KERAS_3, MULTI_WORKER_ISSUE
 from mnist_keras.config import TrainConfig
@@ -26,7 +26,16 @@ LAUNCHER = Path(__file__).parents[1] / "scripts" / "launch_workers.py"
 
 
 def test_mirrored_matches_an_undistributed_run(tmp_path, tiny):
-    config = TrainConfig(epochs=2, hidden_units=32, validation_size=100, batch_size=64, seed=5)
+    # Neither XLA nor LiteRT files, which cost seconds a run and are not what is compared here.
+    config = TrainConfig(
+        epochs=2,
+        hidden_units=32,
+        validation_size=100,
+        batch_size=64,
+        seed=5,
+        jit_compile=False,
+        export_formats=("saved_model",),
+    )
     plain = run(config, tmp_path / "none", datasets=tiny)
     mirrored = run(
         TrainConfig(**{**config.to_dict(), "distribute": "mirrored"}), tmp_path / "m", datasets=tiny
@@ -109,8 +118,9 @@ def test_bad_tf_config_is_a_config_error(monkeypatch):
 @pytest.mark.slow
 @pytest.mark.skipif(not KERAS_3, reason=f"Keras {keras.__version__} runs multi-worker training")
 def test_keras_3_refuses_multi_worker_at_once(tmp_path, tiny):
+    # In-process: test_cli proves, in a subprocess, that train's errors leave one line on stderr.
     data = write_idx_folder(tmp_path / "data", tiny)
-    result = run_cli(
+    result = run_main(
         "train",
         *("--data", str(data), "--distribute", "multi-worker", "--runs-dir", "runs"),
         cwd=tmp_path,
@@ -127,7 +137,7 @@ def test_keras_3_refuses_multi_worker_at_once(tmp_path, tiny):
 def test_multi_worker_needs_tf_config(tmp_path, tiny):
     data = write_idx_folder(tmp_path / "data", tiny)
     args = ("--data", str(data), "--distribute", "multi-worker", "--runs-dir", "runs")
-    result = run_cli("train", *args, cwd=tmp_path, env={"TF_CONFIG": ""})
+    result = run_main("train", *args, cwd=tmp_path, env={"TF_CONFIG": ""})  # as above
     assert_clean_failure(result, "needs TF_CONFIG", [tmp_path / "runs"])
 
 
@@ -139,6 +149,7 @@ def test_two_workers_through_the_launcher(tmp_path):
     data = write_idx_folder(tmp_path / "data", synthetic_mnist(n_train=1200, n_test=200))
     train_args = ["--data", str(data), "--epochs", "2", "--hidden-units", "32"]
     train_args += ["--validation-size", "200", "--batch-size", "32", "--runs-dir", "runs"]
+    train_args += ["--export-formats", "saved_model"]  # XLA left on: the chief must turn it off
     scratch = tmp_path / "tmp"  # where the other worker's scratch run folder goes
     scratch.mkdir()
     launcher = subprocess.Popen(

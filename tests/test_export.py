@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import assert_clean_failure, run_cli
+from helpers import assert_clean_failure, run_cli, run_main
 
 from mnist_keras import export as export_mod
 from mnist_keras.config import TrainConfig, resolve_config
@@ -117,16 +117,20 @@ TF_ONLY_SCRIPT = textwrap.dedent(
     import numpy as np
     import tensorflow as tf
 
-    model_dir, images_file, out_file = sys.argv[1:]
-    serve = tf.saved_model.load(model_dir).signatures["serving_default"]
-    out = serve(images=tf.constant(np.load(images_file)))
-    np.savez(out_file, probabilities=out["probabilities"].numpy(), classes=out["classes"].numpy())
+    images_file, out_dir, *model_dirs = sys.argv[1:]
+    for i, model_dir in enumerate(model_dirs):
+        serve = tf.saved_model.load(model_dir).signatures["serving_default"]
+        out = serve(images=tf.constant(np.load(images_file)))
+        probabilities, classes = out["probabilities"].numpy(), out["classes"].numpy()
+        np.savez(f"{out_dir}/{i}.npz", probabilities=probabilities, classes=classes)
     """
 )
 
 
-def test_plain_tensorflow_process_matches_keras(model_and_export, tmp_path):
-    model, exported = model_and_export
+def test_plain_tensorflow_process_matches_keras(
+    model, exported, convnet, convnet_exported, tmp_path
+):
+    """Each architecture's SavedModel, in one process (its TensorFlow start-up is the cost)."""
     images = _images()
     np.save(tmp_path / "images.npy", images)
     script = tmp_path / "load.py"
@@ -136,18 +140,20 @@ def test_plain_tensorflow_process_matches_keras(model_and_export, tmp_path):
         [
             sys.executable,
             str(script),
-            str(exported),
             str(tmp_path / "images.npy"),
-            str(tmp_path / "out.npz"),
+            str(tmp_path),
+            str(exported),
+            str(convnet_exported),
         ],
         check=True,
         timeout=120,
         cwd=tmp_path,
     )
-    out = np.load(tmp_path / "out.npz")
-    expected = np.asarray(model(images, training=False))
-    assert np.abs(out["probabilities"] - expected).max() < 1e-5
-    np.testing.assert_array_equal(out["classes"], expected.argmax(axis=1))
+    for i, keras_model in enumerate((model, convnet)):
+        out = np.load(tmp_path / f"{i}.npz")
+        expected = np.asarray(keras_model(images, training=False))
+        assert np.abs(out["probabilities"] - expected).max() < 1e-5
+        np.testing.assert_array_equal(out["classes"], expected.argmax(axis=1))
 
 
 def test_saved_model_cli_run_returns_the_same_classes(model_and_export, tmp_path):
@@ -196,30 +202,38 @@ KERAS_ONLY_SCRIPT = textwrap.dedent(
     import keras
     import numpy as np
 
-    model = keras.saving.load_model(sys.argv[1])
-    assert "mnist_keras" not in sys.modules
-    print(sorted({type(layer).__name__ for layer in model.layers}))
-    np.save(sys.argv[3], np.asarray(model(np.load(sys.argv[2]), training=False)))
+    images_file, out_dir, *paths = sys.argv[1:]
+    for i, path in enumerate(paths):
+        model = keras.saving.load_model(path)
+        assert "mnist_keras" not in sys.modules
+        print("layers:", sorted({type(layer).__name__ for layer in model.layers}))
+        np.save(f"{out_dir}/{i}.npy", np.asarray(model(np.load(images_file), training=False)))
     """
 )
 
 
-def _load_without_this_package(path: Path, images: np.ndarray, tmp_path: Path) -> np.ndarray:
-    """What a process that imports Keras, never this package, computes with the `.keras` file."""
+def _load_without_this_package(
+    paths: list[Path], images: np.ndarray, tmp_path: Path
+) -> list[np.ndarray]:
+    """What a process that imports Keras, never this package, computes with each `.keras` file
+    (one process for them all: its Keras start-up is the cost)."""
     np.save(tmp_path / "images.npy", images)
     script = tmp_path / "load.py"
     script.write_text(KERAS_ONLY_SCRIPT)
-    args = [sys.executable, str(script), str(path), str(tmp_path / "images.npy")]
+    args = [sys.executable, str(script), str(tmp_path / "images.npy"), str(tmp_path)]
     out = subprocess.run(
-        [*args, str(tmp_path / "out.npy")],
+        [*args, *map(str, paths)],
         check=True,
         timeout=120,
         cwd=tmp_path,
         capture_output=True,
         text=True,
     )
-    assert "'Dropout'" in out.stdout and "HashDropout" not in out.stdout
-    return np.load(tmp_path / "out.npy")
+    layers = [line for line in out.stdout.splitlines() if line.startswith("layers:")]
+    assert len(layers) == len(paths), out.stdout
+    for line in layers:
+        assert "'Dropout'" in line and "HashDropout" not in line
+    return [np.load(tmp_path / f"{i}.npy") for i in range(len(paths))]
 
 
 def test_keras_file_loads_without_this_package(model, tmp_path):
@@ -227,19 +241,16 @@ def test_keras_file_loads_without_this_package(model, tmp_path):
     path = save_keras_model(model, tmp_path / "model.keras")
     images = _images()
     expected = np.asarray(model(images, training=False))
-    np.testing.assert_allclose(
-        _load_without_this_package(path, images, tmp_path), expected, atol=1e-6
-    )
+    (loaded,) = _load_without_this_package([path], images, tmp_path)
+    np.testing.assert_allclose(loaded, expected, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["best_checkpoint", "keras_model"])
-def test_every_keras_file_a_run_writes_loads_without_this_package(trained, name, tmp_path):
-    path = getattr(trained.run, name)
+def test_every_keras_file_a_run_writes_loads_without_this_package(trained, tmp_path):
+    paths = [trained.run.best_checkpoint, trained.run.keras_model]
     images = _images()
     expected = np.asarray(keras.saving.load_model(str(trained.run.keras_model))(images))
-    np.testing.assert_allclose(
-        _load_without_this_package(path, images, tmp_path), expected, atol=1e-6
-    )
+    for loaded in _load_without_this_package(paths, images, tmp_path):
+        np.testing.assert_allclose(loaded, expected, atol=1e-6)
 
 
 def test_keras_file_keeps_the_optimizer_state(tmp_path, tiny):
@@ -326,27 +337,36 @@ def test_tf_serving_rest_body_fits_the_signature(trained, real_mnist):
     np.testing.assert_array_equal(served, real_mnist.y_test[:3])
 
 
-@pytest.mark.slow
 def test_export_cli_adds_versions(model, tmp_path):
     save_keras_model(model, tmp_path / "m.keras")
     for version in ("1", "2"):
-        result = run_cli("export", "m.keras", "--out", "served", cwd=tmp_path)
+        result = run_main("export", "m.keras", "--out", "served", cwd=tmp_path)
         assert result.returncode == 0, result.stderr[-2000:]
         assert f" {version}/ " in result.stdout and "in: served/mnist" in result.stdout
     assert sorted(p.name for p in (tmp_path / "served" / "mnist").iterdir()) == ["1", "2"]
 
 
+EXPORT_BAD_INPUT = {
+    "missing": (["missing.keras", "--out", "served"], "missing.keras: no such file"),
+    "junk": (["junk.keras", "--out", "served"], "junk.keras: not a loadable .keras model"),
+    "name": (["junk.keras", "--out", "served", "--name", "../up"], "--name '../up' must be"),
+    "no out": (["junk.keras"], "the following arguments are required: --out"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(EXPORT_BAD_INPUT))
+def test_export_cli_bad_input(tmp_path, case):
+    args, message = EXPORT_BAD_INPUT[case]
+    (tmp_path / "junk.keras").write_bytes(b"not a zip")
+    result = run_main("export", *args, cwd=tmp_path)
+    assert_clean_failure(result, message, [tmp_path / "served"])
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (["missing.keras", "--out", "served"], "missing.keras: no such file"),
-        (["junk.keras", "--out", "served"], "junk.keras: not a loadable .keras model"),
-        (["junk.keras", "--out", "served", "--name", "../up"], "--name '../up' must be"),
-        (["junk.keras"], "the following arguments are required: --out"),
-    ],
-)
-def test_export_cli_bad_input(tmp_path, args, message):
+def test_export_cli_bad_input_in_a_process(tmp_path):
+    """export's one bad input in a real process, the one that gets furthest (Keras tries the
+    file): exit 2, one line on stderr, no TensorFlow log."""
+    args, message = EXPORT_BAD_INPUT["junk"]
     (tmp_path / "junk.keras").write_bytes(b"not a zip")
     result = run_cli("export", *args, cwd=tmp_path)
     assert_clean_failure(result, message, [tmp_path / "served"])

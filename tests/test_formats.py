@@ -14,7 +14,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from helpers import assert_clean_failure, run_cli
+from helpers import assert_clean_failure, run_main
 
 from mnist_keras import export as export_mod
 from mnist_keras import runtimes
@@ -218,9 +218,9 @@ def test_predict_cli_runs_every_format_alike(mlp_exports, real_mnist, tmp_path, 
     assert np.mean(np.equal(answers["litert_int8"], answers["saved_model"])) >= 0.9
 
 
-@pytest.mark.slow
 def test_export_cli_writes_every_format_with_its_accuracy(trained, tmp_path):
-    result = run_cli(
+    # In this process: test_quiet runs this command in every format in a process of its own.
+    result = run_main(
         "export",
         str(trained.run.keras_model),
         "--out",
@@ -236,7 +236,6 @@ def test_export_cli_writes_every_format_with_its_accuracy(trained, tmp_path):
     assert len(accuracies) == 4 and min(accuracies) > 90
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -248,6 +247,6 @@ def test_export_cli_refuses_bad_formats_and_unwritable_folders(trained, tmp_path
     (tmp_path / "file").write_text("a file where the export folder would go")
     before = sorted(p.name for p in tmp_path.iterdir())
     out = [] if "--out" in args else ["--out", "served"]
-    result = run_cli("export", str(trained.run.keras_model), *out, *args, cwd=tmp_path)
+    result = run_main("export", str(trained.run.keras_model), *out, *args, cwd=tmp_path)
     assert_clean_failure(result, message, [tmp_path / "served"])
     assert sorted(p.name for p in tmp_path.iterdir()) == before

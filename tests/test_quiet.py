@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from subprocess import CompletedProcess
+
 import numpy as np
 import pytest
 from helpers import run_cli, synthetic_mnist, write_idx_folder
@@ -9,6 +12,8 @@ from helpers import run_cli, synthetic_mnist, write_idx_folder
 from mnist_keras.formats import FORMATS
 
 pytestmark = pytest.mark.slow
+# The tests of what `served` made: it is made once, in one xdist worker.
+uses_served = pytest.mark.xdist_group("quiet_served")
 
 
 @pytest.fixture(scope="module")
@@ -17,49 +22,54 @@ def data(tmp_path_factory) -> str:
     return str(write_idx_folder(folder, synthetic_mnist(n_train=600, n_test=100)))
 
 
+@pytest.fixture(scope="module")
+def served(data, tmp_path_factory) -> tuple[Path, CompletedProcess, CompletedProcess]:
+    """A folder where `train` ran and then `export` in every format (to served/), with
+    digits.npy to predict; and those two runs. The predict tests only read it."""
+    folder = tmp_path_factory.mktemp("served")
+    train = run_cli(
+        *("train", "--data", data, "--epochs", "2", "--validation-size", "100"),
+        # The other formats are made and measured quietly by `export` below, the same code.
+        *("--runs-dir", "runs", "--export-formats", "saved_model"),
+        cwd=folder,
+    )
+    models = sorted(folder.glob("runs/*/model.keras"))  # none when train failed
+    export = run_cli(
+        *("export", str(models[0]) if models else "runs/model.keras", "--out", "served"),
+        *("--data", data, "--format", *FORMATS),
+        cwd=folder,
+    )
+    np.save(folder / "digits.npy", synthetic_mnist(n_train=1, n_test=3).x_test)
+    return folder, train, export
+
+
 def _quiet(result) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stderr == "", result.stderr[-3000:]  # TensorFlow's start-up log included
 
 
-def test_train_export_and_predict_in_every_format(data, tmp_path):
-    _quiet(
-        run_cli(
-            "train",
-            "--data",
-            data,
-            "--epochs",
-            "2",
-            "--validation-size",
-            "100",
-            "--runs-dir",
-            "runs",
-            cwd=tmp_path,
-        )
-    )
-    (run,) = (tmp_path / "runs").iterdir()
-    _quiet(
-        run_cli(
-            "export",
-            str(run / "model.keras"),
-            "--out",
-            "served",
-            "--data",
-            data,
-            "--format",
-            *FORMATS,
-            cwd=tmp_path,
-        )
-    )
-    np.save(tmp_path / "digits.npy", synthetic_mnist(n_train=1, n_test=3).x_test)
-    for model in ("1", "1.onnx", "1.tflite", "1.int8.tflite"):
-        _quiet(run_cli("predict", "--model", f"served/mnist/{model}", "digits.npy", cwd=tmp_path))
+@uses_served
+def test_train_and_export_in_every_format(served):
+    folder, train, export = served
+    _quiet(train)
+    (run,) = (folder / "runs").iterdir()
+    assert (run / "model.keras").is_file()  # what export read
+    _quiet(export)
+
+
+@uses_served
+@pytest.mark.parametrize("model", ["1", "1.onnx", "1.tflite", "1.int8.tflite"])
+def test_predict_in_every_format(served, model):
+    folder = served[0]
+    _quiet(run_cli("predict", "--model", f"served/mnist/{model}", "digits.npy", cwd=folder))
 
 
 def test_tune_and_its_rerun(data, tmp_path):
     args = (
         *("--data", data, "--tuner", "random", "--max-trials", "1", "--max-epochs", "1"),
         *("--validation-size", "100", "--directory", "tuning", "--runs-dir", "runs"),
+        # XLA and the other formats are `train`'s and `export`'s above; this is about the search.
+        *("--no-jit-compile", "--export-formats", "saved_model"),
     )
     _quiet(run_cli("tune", *args, cwd=tmp_path))
     rerun = run_cli("tune", *args, cwd=tmp_path)  # the search is over: nothing left to run

@@ -26,7 +26,17 @@ from mnist_keras.train import build_parser, config_from_args, run
 
 
 def _config(**overrides) -> TrainConfig:
-    values = dict(epochs=3, hidden_units=32, validation_size=100, batch_size=64, seed=5)
+    # No XLA and no LiteRT files unless a test asks: they cost seconds a run, and only the tests
+    # of reproducibility (XLA, the default) and of the export formats (test_formats) need them.
+    values = dict(
+        epochs=3,
+        hidden_units=32,
+        validation_size=100,
+        batch_size=64,
+        seed=5,
+        jit_compile=False,
+        export_formats=("saved_model",),
+    )
     return TrainConfig(**{**values, **overrides})
 
 
@@ -134,16 +144,14 @@ def test_the_best_epoch_not_the_last_is_evaluated_and_exported(tmp_path, tiny):
     assert json.loads(result.run.metrics_json.read_text())["best_val_accuracy"] == max(val)
 
 
-def test_two_runs_never_share_a_folder(tmp_path, tiny):
-    first = run(_config(epochs=1), tmp_path, datasets=tiny)
-    second = run(_config(epochs=1), tmp_path, datasets=tiny)
-    assert first.run.path != second.run.path
+def test_two_runs_of_one_seed_share_their_history_not_their_folder(tmp_path, tiny):
+    # XLA on, as by default: its training step, dropout included, is reproducible with --seed
+    # (its help says so).
+    config = _config(epochs=2, jit_compile=True)
+    a = run(config, tmp_path, datasets=tiny)
+    b = run(config, tmp_path, datasets=tiny)
+    assert a.run.path != b.run.path
     assert len(list(tmp_path.iterdir())) == 2
-
-
-def test_same_seed_same_history(tmp_path, tiny):
-    a = run(_config(epochs=2), tmp_path / "a", datasets=tiny)
-    b = run(_config(epochs=2), tmp_path / "b", datasets=tiny)
     for row_a, row_b in zip(a.history, b.history, strict=False):
         assert row_a["loss"] == pytest.approx(row_b["loss"], rel=1e-5)
     assert a.evaluation.accuracy == b.evaluation.accuracy
@@ -203,17 +211,18 @@ def test_an_ignored_ctrl_c_stays_ignored():
         signal.signal(signal.SIGINT, previous)
 
 
-def test_resume_after_training_only_evaluates_and_exports(tmp_path, tiny):
-    done = run(_config(epochs=2), tmp_path, datasets=tiny)
-    # As if killed while exporting: training finished, BackupAndRestore already removed its state.
-    for path in (done.run.metrics_json, done.run.keras_model):
+def test_resume_after_training_only_evaluates_and_exports(tmp_path, tiny, finished):
+    # A copy of the finished run as if killed while exporting: training finished,
+    # BackupAndRestore already removed its state.
+    copy = RunDir(shutil.copytree(finished.run.path, tmp_path / finished.run.path.name))
+    for path in (copy.metrics_json, copy.keras_model):
         path.unlink()
-    shutil.rmtree(done.run.export)
+    shutil.rmtree(copy.export)
     seen = EpochsSeen()
-    again = run(_config(epochs=2), resume=done.run.path, datasets=tiny, callbacks=[seen])
+    again = run(_config(), resume=copy.path, datasets=tiny, callbacks=[seen])
     assert seen.epochs == []  # no epoch trained again
-    assert [row["epoch"] for row in again.history] == [1, 2]
-    assert again.evaluation.accuracy == done.evaluation.accuracy
+    assert [row["epoch"] for row in again.history] == [1, 2, 3]
+    assert again.evaluation.accuracy == finished.evaluation.accuracy
     assert (again.export_path / "saved_model.pb").is_file() and again.run.keras_model.is_file()
 
 
@@ -270,7 +279,9 @@ def test_divergence_in_the_first_epoch_keeps_no_checkpoint(tmp_path, tiny):
 
 
 def test_resumed_run_repeats_an_uninterrupted_one(tmp_path, tiny):
-    # The same batches and, with dropout on the input and the hidden layer, the same masks.
+    # The same batches and, with dropout on the input and the hidden layer, the same masks: the
+    # dropout layers count their steps in a variable the backup restores, with XLA or without
+    # (test_dropout: the same masks either way).
     config = _config(epochs=4, input_dropout=0.2, dropout=0.5)
     whole = run(config, tmp_path / "whole", datasets=tiny)
     with pytest.raises(TrainingInterrupted) as info:
@@ -435,11 +446,20 @@ def test_every_epoch_trains_exactly_one_pass(tmp_path, tiny):
 
 
 def test_augmented_convnet_learns_real_digits_and_exports_the_contract(tmp_path, real_mnist):
-    config = resolve_config(arch="cnn", epochs=3, hidden_units=64, validation_size=500, seed=5)
+    # The SavedModel is the contract; the LiteRT files are test_formats' to check.
+    config = resolve_config(
+        arch="cnn",
+        epochs=2,
+        hidden_units=128,
+        validation_size=500,
+        seed=5,
+        export_formats=("saved_model",),
+    )
     result = run(config, tmp_path, datasets=real_mnist.head(6000, 500))
     record = json.loads(result.run.config_json.read_text())["config"]
     assert (record["arch"], record["augment"], record["jit_compile"]) == ("cnn", True, False)
-    assert result.evaluation.accuracy > 0.85  # 5,500 images, three epochs; chance is 0.1
+    # 5,500 images, two epochs: 0.93 on Keras 2 and 3 (0.91 with another seed); chance is 0.1.
+    assert result.evaluation.accuracy > 0.85
     serve = tf.saved_model.load(str(result.export_path)).signatures["serving_default"]
     images = real_mnist.x_test[:200]
     outputs = serve(images=tf.constant(images))

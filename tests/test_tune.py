@@ -6,6 +6,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -21,6 +22,7 @@ from helpers import (
     assert_clean_failure,
     error_lines,
     run_cli,
+    run_main,
     synthetic_mnist,
     tensorboard_tags,
     write_idx_folder,
@@ -118,9 +120,37 @@ def test_the_tuning_docs_state_the_search_space():
 
 
 def _config(tmp_path: Path, arch: str = "mlp", **overrides) -> TuneConfig:
-    base = resolve_config(arch=arch, validation_size=100, batch_size=64, seed=3)
-    values = dict(tuner="random", max_trials=3, max_epochs=2, directory=str(tmp_path / "tuning"))
+    # No XLA: a trial is one short fit of a new model, so compiling it costs more than it saves.
+    # The final model exports only its SavedModel (the other formats are test_formats' part).
+    base = resolve_config(
+        arch=arch,
+        validation_size=100,
+        batch_size=64,
+        seed=3,
+        jit_compile=False,
+        export_formats=("saved_model",),
+    )
+    values = dict(tuner="random", max_trials=2, max_epochs=2, directory=str(tmp_path / "tuning"))
     return TuneConfig(base=base, **{**values, **overrides})
+
+
+# The tests that start from a finished search share one (made once, so they share a worker).
+starts_finished = pytest.mark.xdist_group("tune_finished_search")
+
+
+@pytest.fixture(scope="module")
+def finished_search(tmp_path_factory) -> Path:
+    """The tuning folder of a finished one-trial, one-epoch search on `tiny`'s data. Resuming
+    writes to it: each test works on its own copy (`_from_finished`)."""
+    folder = tmp_path_factory.mktemp("finished")
+    search(_config(folder, max_trials=1, max_epochs=1), synthetic_mnist())
+    return folder / "tuning"
+
+
+def _from_finished(finished_search: Path, tmp_path: Path, **overrides) -> TuneConfig:
+    """A copy of `finished_search` in `tmp_path`, and its config (with `overrides`)."""
+    shutil.copytree(finished_search, tmp_path / "tuning")
+    return _config(tmp_path, max_trials=1, max_epochs=1, **overrides)
 
 
 class Observer:
@@ -141,7 +171,7 @@ def test_tiny_search_trains_the_best_and_resumes_without_rerunning(arch, tmp_pat
     tuner = search(config, tiny, observer=first)
     project = Path(config.directory) / config.project_name
     rows = trial_rows(project)
-    assert len(rows) == 3 and len(first.begun) == 3
+    assert len(rows) == 2 and len(first.begun) == 2
     assert all(row.status == "COMPLETED" and row.ran_by == ("tuner0",) for row in rows)
     assert [r.score for r in rows] == sorted((r.score for r in rows), reverse=True)
     assert all(1 <= row.epochs <= 2 and row.seconds > 0 for row in rows)
@@ -170,7 +200,7 @@ def test_tiny_search_trains_the_best_and_resumes_without_rerunning(arch, tmp_pat
     again = Observer()
     search(config, tiny, observer=again)  # the same command again
     assert again.begun == []
-    assert [r.ran_by for r in trial_rows(project)] == [("tuner0",)] * 3
+    assert [r.ran_by for r in trial_rows(project)] == [("tuner0",)] * 2
 
     args = train_parser().parse_args(["--hparams", str(project / "best_hparams.json")])
     reproduced = train_config_from_args(args)
@@ -182,24 +212,20 @@ def test_tiny_search_trains_the_best_and_resumes_without_rerunning(arch, tmp_pat
     for field in NETWORK_FIELDS:  # the same network, augmented alike
         assert getattr(reproduced, field) == getattr(config.base, field), field
 
-    fresh = Observer()
-    search(dataclasses.replace(config, overwrite=True, max_trials=1), tiny, observer=fresh)
-    assert len(fresh.begun) == 1 and len(trial_rows(project)) == 1  # --overwrite starts over
 
-
-def _cli_search(tmp_path: Path, tiny) -> tuple[list[str], TuneConfig]:
-    """The flags of a one-trial, one-epoch search on `tiny` (written where --data reads it),
-    and that search, run in-process."""
+def _cli_search(tmp_path: Path, tiny, finished_search: Path) -> tuple[list[str], TuneConfig]:
+    """The flags of `finished_search` (on `tiny`, written where --data reads it) and their
+    config, that search copied where they resume it. (Flags for another search would be
+    refused, and the tests below would fail.)"""
+    _from_finished(finished_search, tmp_path)
     data = write_idx_folder(tmp_path / "data", tiny)
     flags = [
         *("--data", str(data), "--tuner", "random", "--max-trials", "1", "--max-epochs", "1"),
         *("--validation-size", "100", "--batch-size", "64", "--seed", "3"),
         *("--directory", str(tmp_path / "tuning"), "--runs-dir", str(tmp_path / "runs")),
-        *("--export-formats", "saved_model"),
+        *("--export-formats", "saved_model", "--no-jit-compile"),
     ]
-    config = config_from_args(build_parser().parse_args(flags))
-    search(config, tiny)
-    return flags, config
+    return flags, config_from_args(build_parser().parse_args(flags))
 
 
 def _files(folder: Path) -> dict[str, bytes]:
@@ -213,10 +239,11 @@ def _files(folder: Path) -> dict[str, bytes]:
         (["--max-epochs", "2"], "--max-epochs 1 -> 2"),
     ],
 )
+@starts_finished
 def test_another_search_in_the_folder_is_refused_in_one_line(
-    change, changed, tmp_path, tiny, capsys
+    change, changed, tmp_path, tiny, finished_search, capsys
 ):
-    flags, config = _cli_search(tmp_path, tiny)
+    flags, config = _cli_search(tmp_path, tiny, finished_search)
     project = project_dir(config)
     before = _files(project)
     capsys.readouterr()
@@ -228,9 +255,14 @@ def test_another_search_in_the_folder_is_refused_in_one_line(
     assert _files(project) == before and not (tmp_path / "runs").exists()
 
 
-def test_overwrite_starts_another_search_afresh(tmp_path, tiny):
-    config = _config(tmp_path, max_trials=1, max_epochs=1)
-    search(config, tiny)
+@starts_finished
+def test_overwrite_starts_another_search_afresh(tmp_path, tiny, finished_search):
+    config = _from_finished(finished_search, tmp_path)
+    fresh = Observer()
+    search(dataclasses.replace(config, overwrite=True), tiny, observer=fresh)
+    # The same search started over: its trial ran again, and no other joined the one on disk.
+    (row,) = trial_rows(project_dir(config))
+    assert len(fresh.begun) == 1 and row.ran_by == ("tuner0",)  # its old log went with it
     hyperband = dataclasses.replace(config, tuner="hyperband", max_epochs=1)
     with pytest.raises(ConfigError, match="--tuner random -> hyperband"):
         search(hyperband, tiny)
@@ -248,9 +280,9 @@ def test_overwrite_starts_another_search_afresh(tmp_path, tiny):
         search(config, tiny)
 
 
-def test_a_search_from_before_the_record_is_refused(tmp_path, tiny):
-    config = _config(tmp_path, max_trials=1, max_epochs=1)
-    search(config, tiny)
+@starts_finished
+def test_a_search_from_before_the_record_is_refused(tmp_path, tiny, finished_search):
+    config = _from_finished(finished_search, tmp_path)
     (project_dir(config) / DEFINITION).unlink()  # as an older mnist_keras left it
     with pytest.raises(ConfigError, match=f"no {DEFINITION} says which search.*--overwrite"):
         search(config, tiny)
@@ -271,14 +303,19 @@ def test_workers_share_their_chiefs_definition(tmp_path, tiny):
     longer = dataclasses.replace(worker, max_epochs=5)
     with pytest.raises(ConfigError, match="--max-epochs 2 -> 5.*its chief's search flags"):
         check_project(longer, search_definition(longer, tiny))
-    elsewhere = dataclasses.replace(chief.base, data=str(tmp_path), jit_compile=False)
+    elsewhere = dataclasses.replace(
+        chief.base, data=str(tmp_path), jit_compile=not chief.base.jit_compile
+    )
     assert search_definition(dataclasses.replace(chief, base=elsewhere), tiny) == definition
     with pytest.raises(ConfigError, match="training data 800 images.* -> 700 images"):
         check_project(chief, search_definition(chief, tiny.head(700)))
 
 
-def test_rerun_of_a_finished_search_says_so_and_nothing_else(tmp_path, tiny, capsys):
-    flags, config = _cli_search(tmp_path, tiny)
+@starts_finished
+def test_rerun_of_a_finished_search_says_so_and_nothing_else(
+    tmp_path, tiny, finished_search, capsys
+):
+    flags, config = _cli_search(tmp_path, tiny, finished_search)
     capsys.readouterr()
     assert main(flags) == 0
     out, err = capsys.readouterr()
@@ -295,9 +332,10 @@ def test_early_stopping_only_when_asked(tmp_path, tiny):
         assert args["epochs"] == config.max_epochs
 
 
-def test_best_hparams_take_the_default_unless_a_trial_beats_it(tmp_path, tiny):
-    config = _config(tmp_path, max_trials=2)
-    tuner = search(config, tiny)
+@starts_finished
+def test_best_hparams_take_the_default_unless_a_trial_beats_it(tmp_path, tiny, finished_search):
+    config = _from_finished(finished_search, tmp_path)
+    tuner = search(config, tiny)  # resumes the finished search: no trial runs
     (best,) = tuner.oracle.get_best_trials(1)
     beaten = best_hparams(tuner, config, {"val_accuracy": best.score - 0.01, "epochs": 1})
     assert beaten["trial_id"] == best.trial_id and beaten["epochs"] == config.max_epochs
@@ -332,9 +370,9 @@ def test_default_score_is_kept_until_the_values_it_was_trained_with_change(tmp_p
     assert first["epochs"] == 1 and first["config"]["epochs"] == 1
 
 
-def test_search_killed_while_a_trial_ends_does_not_run_it_again(tmp_path, tiny):
-    config = _config(tmp_path, max_trials=1)
-    search(config, tiny)
+@starts_finished
+def test_search_killed_while_a_trial_ends_does_not_run_it_again(tmp_path, tiny, finished_search):
+    config = _from_finished(finished_search, tmp_path)
     project = Path(config.directory) / config.project_name
     (finished,) = trial_rows(project)
     # What keras-tuner's Oracle.end_trial leaves on disk between its two writes and the tuner's
@@ -354,9 +392,9 @@ def test_search_killed_while_a_trial_ends_does_not_run_it_again(tmp_path, tiny):
     assert len(rows) == 2 and all(row.status == "COMPLETED" for row in rows.values())
 
 
-def test_search_killed_while_a_trial_starts_runs_that_trial(tmp_path, tiny):
-    config = _config(tmp_path, max_trials=1)
-    search(config, tiny)
+@starts_finished
+def test_search_killed_while_a_trial_starts_runs_that_trial(tmp_path, tiny, finished_search):
+    config = _from_finished(finished_search, tmp_path)
     project = Path(config.directory) / config.project_name
     # What keras-tuner's Oracle.create_trial leaves on disk between its two writes: a new trial
     # RUNNING in its trial.json, unknown to oracle.json.
@@ -419,65 +457,26 @@ def _tune(*args: str, cwd: Path, env: dict | None = None) -> subprocess.Popen:
     )
 
 
-def _wait_for_port(address: str, proc: subprocess.Popen, limit: float = 120) -> None:
-    host, port = address.rsplit(":", 1)
-    deadline = time.monotonic() + limit
-    while True:
-        try:
-            socket.create_connection((host, int(port)), timeout=1).close()
-            return
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                output = proc.communicate()[0][-2000:]
-                raise AssertionError(f"the chief never listened: {output}") from None
-            time.sleep(0.1)
-
-
+# One network: what is shared between the processes (the oracle, the trials, who trains the
+# best) does not depend on it; the convnet's search, final training and export are
+# test_tiny_search_trains_the_best_and_resumes_without_rerunning[cnn]'s.
 @pytest.mark.slow
-@pytest.mark.parametrize("arch", ["mlp", "cnn"])
-def test_chief_and_two_workers_share_the_trials(arch, tmp_path):
+def test_chief_and_two_workers_share_the_trials(tmp_path):
     data = write_idx_folder(tmp_path / "data", synthetic_mnist(n_train=600, n_test=100))
     oracle = f"127.0.0.1:{_free_port()}"
     common = [
-        "--arch",
-        arch,
-        "--project-name",
-        "mnist",
-        "--data",
-        str(data),
-        "--tuner",
-        "random",
-        "--max-trials",
-        "6",
-        "--max-epochs",
-        "1",
-        "--validation-size",
-        "100",
-        "--directory",
-        "tuning",
-        "--runs-dir",
-        "runs",
+        *("--project-name", "mnist", "--data", str(data), "--tuner", "random"),
+        *("--max-trials", "4", "--max-epochs", "1", "--validation-size", "100"),
+        *("--directory", "tuning", "--runs-dir", "runs"),
+        # Each process does little: no XLA compile per trial, and the chief exports one format.
+        *("--no-jit-compile", "--export-formats", "saved_model"),
     ]
+    # All three start at once: their TensorFlow imports overlap, and the workers, started
+    # together, wait alike for the chief to listen, so neither takes every trial before the
+    # other is ready.
     procs = [_tune(*common, "--role", "chief", "--oracle", oracle, cwd=tmp_path)]
-    # The workers start together once the chief listens, so neither takes every trial before
-    # the other has even imported TensorFlow.
-    _wait_for_port(oracle, procs[0])
-    procs += [
-        _tune(
-            *common,
-            "--role",
-            "worker",
-            "--oracle",
-            oracle,
-            "--worker-id",
-            name,
-            "--connect-timeout",
-            "120",
-            cwd=tmp_path,
-        )
-        for name in ("w1", "w2")
-    ]
+    worker = ("--role", "worker", "--oracle", oracle, "--connect-timeout", "120")
+    procs += [_tune(*common, *worker, "--worker-id", name, cwd=tmp_path) for name in ("w1", "w2")]
     try:
         outputs = [proc.communicate(timeout=300)[0] for proc in procs]
     finally:
@@ -487,15 +486,17 @@ def test_chief_and_two_workers_share_the_trials(arch, tmp_path):
                 proc.wait()
     assert [proc.returncode for proc in procs] == [0, 0, 0], "\n".join(o[-2000:] for o in outputs)
     rows = trial_rows(tmp_path / "tuning" / "mnist")
-    assert len(rows) == 6 and all(row.status == "COMPLETED" for row in rows)
+    assert len(rows) == 4 and all(row.status == "COMPLETED" for row in rows)
     assert all(len(row.ran_by) == 1 for row in rows)  # no trial ran twice
     assert {row.ran_by[0] for row in rows} == {"w1", "w2"}  # both workers ran trials
     (run_dir,) = (tmp_path / "runs").iterdir()  # only the chief trained and exported the best
     assert (run_dir / "export" / "mnist" / "1" / "saved_model.pb").is_file()
-    assert json.loads((run_dir / "config.json").read_text())["config"]["arch"] == arch
+    assert json.loads((run_dir / "config.json").read_text())["config"]["arch"] == "mlp"
 
 
-@pytest.mark.slow
+# The message of each bad input, in-process (`main(argv)`, as the command runs it); one
+# worker without its chief in a process of its own (below) proves the exit code and that
+# nothing else reaches stderr, gRPC's native log included.
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -507,28 +508,23 @@ def test_chief_and_two_workers_share_the_trials(arch, tmp_path):
         (["--tuner", "grid"], "--tuner: invalid choice"),
         (["--role", "worker"], "--oracle goes with --role chief|worker"),
         (["--role", "chief", "--oracle", "nohost"], "--oracle must be HOST:PORT"),
-        (
-            [
-                "--role",
-                "worker",
-                "--oracle",
-                "127.0.0.1:1",
-                "--worker-id",
-                "w",
-                "--connect-timeout",
-                "1",
-            ],
-            "no chief answered within 1 s",
-        ),
         (["--data", "/nonexistent"], "/nonexistent: no such file or folder"),
     ],
 )
 def test_cli_bad_input(tmp_path, args, message):
-    result = run_cli("tune", "--directory", "tuning", "--runs-dir", "runs", *args, cwd=tmp_path)
+    result = run_main("tune", "--directory", "tuning", "--runs-dir", "runs", *args, cwd=tmp_path)
     assert_clean_failure(result, message, [tmp_path / "tuning", tmp_path / "runs"])
 
 
 @pytest.mark.slow
+def test_cli_worker_without_chief_exits_2_in_one_line(tmp_path):
+    no_chief = ("--role", "worker", "--oracle", "127.0.0.1:1", "--worker-id", "w")
+    args = ("--directory", "tuning", "--runs-dir", "runs", *no_chief, "--connect-timeout", "1")
+    result = run_cli("tune", *args, cwd=tmp_path)
+    untouched = [tmp_path / "tuning", tmp_path / "runs"]
+    assert_clean_failure(result, "no chief answered within 1 s", untouched)
+
+
 @pytest.mark.parametrize(
     "content, message",
     [(None, "not a readable JSON file"), ("[1, 2]", "no training values"), ("{", "not a readable")],
@@ -537,8 +533,17 @@ def test_train_hparams_file_errors(tmp_path, content, message):
     path = tmp_path / "best.json"
     if content is not None:
         path.write_text(content)
-    result = run_cli("train", "--hparams", str(path), "--runs-dir", "runs", cwd=tmp_path)
+    result = run_main("train", "--hparams", str(path), "--runs-dir", "runs", cwd=tmp_path)
     assert_clean_failure(result, message, [tmp_path / "runs"])
+    assert "--hparams" in error_lines(result)[0]
+
+
+@pytest.mark.slow
+def test_train_hparams_file_error_exits_2_in_one_line(tmp_path):
+    result = run_cli(
+        "train", "--hparams", str(tmp_path / "best.json"), "--runs-dir", "runs", cwd=tmp_path
+    )
+    assert_clean_failure(result, "not a readable JSON file", [tmp_path / "runs"])
     assert "--hparams" in error_lines(result)[0]
 
 

@@ -248,12 +248,14 @@ def test_script_says_when_its_fonts_are_not_the_readmes(wild_bench, tmp_path, ca
 
 @pytest.mark.slow
 def test_script_run_from_the_shell_fails_cleanly(tmp_path, real_mnist_dir) -> None:
+    """The script's bad input in a real process: exit 2, one line on stderr, nothing written."""
     result = run_script("--model", str(tmp_path / "missing"), "--sheet", str(tmp_path / "s.png"))
     assert_clean_failure(result, "--model", untouched=[tmp_path / "missing", tmp_path / "s.png"])
 
 
-@pytest.mark.slow
-def test_script_measures_an_exported_model_and_draws_a_sheet(tmp_path, real_mnist_dir) -> None:
+def test_script_measures_an_exported_model_and_draws_a_sheet(
+    wild_bench, tmp_path, real_mnist_dir, monkeypatch, capsys
+) -> None:
     from mnist_keras.config import TrainConfig
     from mnist_keras.export import export_saved_model
     from mnist_keras.model import build_model
@@ -261,11 +263,15 @@ def test_script_measures_an_exported_model_and_draws_a_sheet(tmp_path, real_mnis
     model_dir = tmp_path / "mnist"
     export_saved_model(build_model(TrainConfig(hidden_units=16), steps_per_epoch=1), model_dir)
     sheet = tmp_path / "sheet.png"
-    result = run_script("--model", str(model_dir), "--per-class", "2", "--sheet", str(sheet))
-    assert result.returncode == 0, result.stderr[-3000:]
+    # run_script's width, where the console reads it (one made in a pytest-xdist worker keeps
+    # its 80; the table's rows hold at either).
+    monkeypatch.setenv("COLUMNS", "160")
+    code = wild_bench.main(["--model", str(model_dir), "--per-class", "2", "--sheet", str(sheet)])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err[-3000:]
     for kind in wild.KINDS:
-        assert any(line.split("│")[1:2] == [f" {kind:<7} "] for line in result.stdout.splitlines())
+        assert any(line.split("│")[1:2] == [f" {kind:<7} "] for line in printed.out.splitlines())
     with Image.open(sheet) as image:
         assert image.format == "PNG" and image.width > 6 * wild.CELL
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mnist", "sheet.png"]  # no temp file
-    assert "82 faces in 19 families" in result.stdout and "not comparable" not in result.stdout
+    assert "82 faces in 19 families" in printed.out and "not comparable" not in printed.out
