@@ -12,17 +12,18 @@ from helpers import run_cli, synthetic_mnist, write_idx_folder
 from mnist_keras.formats import FORMATS
 
 pytestmark = pytest.mark.slow
-# The tests of what `served` made: it is made once, in one xdist worker.
+# The tests of what `served` made: made once a worker (a session fixture, so another module's
+# tests in between do not remake it), and once in all where --dist loadgroup groups them.
 uses_served = pytest.mark.xdist_group("quiet_served")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def data(tmp_path_factory) -> str:
     folder = tmp_path_factory.mktemp("quiet") / "data"
     return str(write_idx_folder(folder, synthetic_mnist(n_train=600, n_test=100)))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def served(data, tmp_path_factory) -> tuple[Path, CompletedProcess, CompletedProcess]:
     """A folder where `train` ran and then `export` in every format (to served/), with
     digits.npy to predict; and those two runs. The predict tests only read it."""

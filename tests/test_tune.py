@@ -134,11 +134,13 @@ def _config(tmp_path: Path, arch: str = "mlp", **overrides) -> TuneConfig:
     return TuneConfig(base=base, **{**values, **overrides})
 
 
-# The tests that start from a finished search share one (made once, so they share a worker).
+# The tests that start from a finished search share one: made once a worker (a session
+# fixture, so running another module's tests in between does not remake it), and once in all
+# where --dist loadgroup keeps them in one worker.
 starts_finished = pytest.mark.xdist_group("tune_finished_search")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def finished_search(tmp_path_factory) -> Path:
     """The tuning folder of a finished one-trial, one-epoch search on `tiny`'s data. Resuming
     writes to it: each test works on its own copy (`_from_finished`)."""
