@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from mnist_keras.config import TrainConfig
 from mnist_keras.data import Mnist
 
 
@@ -33,6 +34,22 @@ def synthetic_mnist(n_train: int = 800, n_test: int = 200, seed: int = 0) -> Mni
 
     (x_train, y_train), (x_test, y_test) = make(n_train), make(n_test)
     return Mnist(x_train, y_train, x_test, y_test, source="synthetic")
+
+
+def small_config(**overrides) -> TrainConfig:
+    """A small network for `tiny`. No XLA and no LiteRT files unless a test asks: they cost
+    seconds a run, and only the tests of reproducibility (XLA, the default) and of the export
+    formats (test_formats) need them."""
+    values = dict(
+        epochs=3,
+        hidden_units=32,
+        validation_size=100,
+        batch_size=64,
+        seed=5,
+        jit_compile=False,
+        export_formats=("saved_model",),
+    )
+    return TrainConfig(**{**values, **overrides})
 
 
 def idx_bytes(array: np.ndarray) -> bytes:

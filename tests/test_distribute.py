@@ -14,7 +14,13 @@ from pathlib import Path
 
 import keras
 import pytest
-from helpers import assert_clean_failure, run_main, synthetic_mnist, write_idx_folder
+from helpers import (
+    assert_clean_failure,
+    run_main,
+    small_config,
+    synthetic_mnist,
+    write_idx_folder,
+)
 
 from mnist_keras.compat import KERAS_3, MULTI_WORKER_ISSUE
 from mnist_keras.config import TrainConfig
@@ -26,16 +32,7 @@ LAUNCHER = Path(__file__).parents[1] / "scripts" / "launch_workers.py"
 
 
 def test_mirrored_matches_an_undistributed_run(tmp_path, tiny):
-    # Neither XLA nor LiteRT files, which cost seconds a run and are not what is compared here.
-    config = TrainConfig(
-        epochs=2,
-        hidden_units=32,
-        validation_size=100,
-        batch_size=64,
-        seed=5,
-        jit_compile=False,
-        export_formats=("saved_model",),
-    )
+    config = small_config(epochs=2)
     plain = run(config, tmp_path / "none", datasets=tiny)
     mirrored = run(
         TrainConfig(**{**config.to_dict(), "distribute": "mirrored"}), tmp_path / "m", datasets=tiny

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import tensorboard_tags
+from helpers import small_config, tensorboard_tags
 
 from mnist_keras.callbacks import interrupt_between_steps
 from mnist_keras.config import TrainConfig, resolve_config
@@ -23,21 +23,6 @@ from mnist_keras.errors import RunError, TrainingDiverged, TrainingInterrupted
 from mnist_keras.model import build_model
 from mnist_keras.runs import RunDir, read_history, scratch_run_dir, start_run
 from mnist_keras.train import build_parser, config_from_args, run
-
-
-def _config(**overrides) -> TrainConfig:
-    # No XLA and no LiteRT files unless a test asks: they cost seconds a run, and only the tests
-    # of reproducibility (XLA, the default) and of the export formats (test_formats) need them.
-    values = dict(
-        epochs=3,
-        hidden_units=32,
-        validation_size=100,
-        batch_size=64,
-        seed=5,
-        jit_compile=False,
-        export_formats=("saved_model",),
-    )
-    return TrainConfig(**{**values, **overrides})
 
 
 class AtEpoch(keras.callbacks.Callback):
@@ -81,7 +66,7 @@ def finished(tmp_path_factory):
     from helpers import synthetic_mnist
 
     keras.utils.set_random_seed(0)
-    return run(_config(), tmp_path_factory.mktemp("runs"), datasets=synthetic_mnist())
+    return run(small_config(), tmp_path_factory.mktemp("runs"), datasets=synthetic_mnist())
 
 
 def test_run_writes_every_artifact(finished):
@@ -129,7 +114,7 @@ class WreckLastEpoch(keras.callbacks.Callback):
 
 def test_the_best_epoch_not_the_last_is_evaluated_and_exported(tmp_path, tiny):
     result = run(
-        _config(epochs=3, optimizer="sgd", learning_rate=0.05, schedule="constant"),
+        small_config(epochs=3, optimizer="sgd", learning_rate=0.05, schedule="constant"),
         tmp_path,
         datasets=tiny,
         callbacks=[WreckLastEpoch()],
@@ -147,7 +132,7 @@ def test_the_best_epoch_not_the_last_is_evaluated_and_exported(tmp_path, tiny):
 def test_two_runs_of_one_seed_share_their_history_not_their_folder(tmp_path, tiny):
     # XLA on, as by default: its training step, dropout included, is reproducible with --seed
     # (its help says so).
-    config = _config(epochs=2, jit_compile=True)
+    config = small_config(epochs=2, jit_compile=True)
     a = run(config, tmp_path, datasets=tiny)
     b = run(config, tmp_path, datasets=tiny)
     assert a.run.path != b.run.path
@@ -159,13 +144,13 @@ def test_two_runs_of_one_seed_share_their_history_not_their_folder(tmp_path, tin
 
 def test_interrupted_run_resumes_from_last_finished_epoch(tmp_path, tiny):
     with pytest.raises(TrainingInterrupted) as info:
-        run(_config(epochs=4), tmp_path, datasets=tiny, callbacks=[stop_at_epoch(2)])
+        run(small_config(epochs=4), tmp_path, datasets=tiny, callbacks=[stop_at_epoch(2)])
     run_dir = info.value.run
     assert "--resume" in str(info.value)
     assert [row["epoch"] for row in read_history(run_dir.history_csv)] == [1, 2]
     assert not run_dir.metrics_json.exists() and not run_dir.export.exists()
     seen = EpochsSeen()
-    result = run(_config(epochs=4), resume=run_dir.path, datasets=tiny, callbacks=[seen])
+    result = run(small_config(epochs=4), resume=run_dir.path, datasets=tiny, callbacks=[seen])
     assert seen.epochs == [2, 3]  # continued, not restarted
     assert [row["epoch"] for row in result.history] == [1, 2, 3, 4]
     assert result.evaluation.accuracy > 0.8
@@ -187,7 +172,7 @@ def test_ctrl_c_stops_fit_at_a_step_boundary(tmp_path, tiny):
     handler = signal.getsignal(signal.SIGINT)
     press = CtrlCInCallback()
     with pytest.raises(TrainingInterrupted) as info:
-        run(_config(epochs=3), tmp_path, datasets=tiny, callbacks=[press])
+        run(small_config(epochs=3), tmp_path, datasets=tiny, callbacks=[press])
     assert press.ran_on  # deferred: not raised inside the callback, nor mid-write
     assert [row["epoch"] for row in read_history(info.value.run.history_csv)] == [1]
     assert signal.getsignal(signal.SIGINT) is handler  # Ctrl-C acts at once again
@@ -219,7 +204,7 @@ def test_resume_after_training_only_evaluates_and_exports(tmp_path, tiny, finish
         path.unlink()
     shutil.rmtree(copy.export)
     seen = EpochsSeen()
-    again = run(_config(), resume=copy.path, datasets=tiny, callbacks=[seen])
+    again = run(small_config(), resume=copy.path, datasets=tiny, callbacks=[seen])
     assert seen.epochs == []  # no epoch trained again
     assert [row["epoch"] for row in again.history] == [1, 2, 3]
     assert again.evaluation.accuracy == finished.evaluation.accuracy
@@ -232,7 +217,7 @@ def test_resume_reads_the_data_the_run_read(tmp_path, monkeypatch):
     read = tmp_path / "mnist"
     read.mkdir()
     run_dir = start_run(
-        tmp_path / "runs", {"config": _config().to_dict(), "data_source": str(read)}
+        tmp_path / "runs", {"config": small_config().to_dict(), "data_source": str(read)}
     )
     monkeypatch.setenv("MNIST_KERAS_DATA", str(tmp_path / "other"))
     resume = ["--resume", str(run_dir.path)]
@@ -243,9 +228,9 @@ def test_resume_reads_the_data_the_run_read(tmp_path, monkeypatch):
 
 def test_resume_refuses_a_folder_without_a_run_and_a_finished_run(tmp_path, tiny, finished):
     with pytest.raises(RunError, match="not a run folder"):
-        run(_config(), resume=tmp_path, datasets=tiny)
+        run(small_config(), resume=tmp_path, datasets=tiny)
     with pytest.raises(RunError, match="already completed"):
-        run(_config(), resume=finished.run.path, datasets=tiny)
+        run(small_config(), resume=finished.run.path, datasets=tiny)
 
 
 def _strict_json(path: Path) -> dict:
@@ -259,7 +244,7 @@ def _strict_json(path: Path) -> dict:
 
 def test_divergence_keeps_the_last_good_checkpoint(tmp_path, tiny):
     with pytest.raises(TrainingDiverged, match=r"before it \(epoch 1, .*\) is in .*best.keras"):
-        run(_config(epochs=3), tmp_path, datasets=tiny, callbacks=[AtEpoch(1, _poison)])
+        run(small_config(epochs=3), tmp_path, datasets=tiny, callbacks=[AtEpoch(1, _poison)])
     (run_path,) = tmp_path.iterdir()
     best = keras.saving.load_model(str(RunDir(run_path).best_checkpoint))
     assert all(np.isfinite(np.asarray(w)).all() for w in best.weights)
@@ -269,7 +254,7 @@ def test_divergence_keeps_the_last_good_checkpoint(tmp_path, tiny):
 def test_divergence_in_the_first_epoch_keeps_no_checkpoint(tmp_path, tiny):
     # A NaN model still scores some validation accuracy, and the first score is the best yet.
     with pytest.raises(TrainingDiverged, match="epoch 1: .*no checkpoint was kept"):
-        run(_config(epochs=3), tmp_path, datasets=tiny, callbacks=[AtEpoch(0, _poison)])
+        run(small_config(epochs=3), tmp_path, datasets=tiny, callbacks=[AtEpoch(0, _poison)])
     (run_path,) = tmp_path.iterdir()
     run_dir = RunDir(run_path)
     assert not run_dir.best_checkpoint.exists() and not run_dir.checkpoint_partial.exists()
@@ -282,7 +267,7 @@ def test_resumed_run_repeats_an_uninterrupted_one(tmp_path, tiny):
     # The same batches and, with dropout on the input and the hidden layer, the same masks: the
     # dropout layers count their steps in a variable the backup restores, with XLA or without
     # (test_dropout: the same masks either way).
-    config = _config(epochs=4, input_dropout=0.2, dropout=0.5)
+    config = small_config(epochs=4, input_dropout=0.2, dropout=0.5)
     whole = run(config, tmp_path / "whole", datasets=tiny)
     with pytest.raises(TrainingInterrupted) as info:
         run(config, tmp_path / "cut", datasets=tiny, callbacks=[stop_at_epoch(2)])
@@ -305,7 +290,7 @@ def _zero_weights(model) -> None:
     _freeze(model)
 
 
-FROZEN = _config(epochs=4, schedule="constant")  # a constant learning rate _freeze can set
+FROZEN = small_config(epochs=4, schedule="constant")  # a constant learning rate _freeze can set
 
 
 def _cut_after_two_epochs(tmp_path, tiny) -> RunDir:
@@ -330,7 +315,7 @@ def test_resume_measures_the_checkpoint_it_must_beat(tmp_path, tiny):
     # A checkpoint worse than history.csv says, as after a kill between an epoch's history row
     # and its checkpoint: an untrained model. The epochs after the resume score exactly as the
     # last one before it, never above the history's best, yet well above this checkpoint.
-    build_model(_config(), steps_per_epoch=10).save(str(run_dir.best_checkpoint))
+    build_model(small_config(), steps_per_epoch=10).save(str(run_dir.best_checkpoint))
     result = run(FROZEN, resume=run_dir.path, datasets=tiny, callbacks=[AtEpoch(2, _freeze)])
     assert max(r["val_accuracy"] for r in result.history[2:]) <= max(
         r["val_accuracy"] for r in result.history[:2]
@@ -340,7 +325,7 @@ def test_resume_measures_the_checkpoint_it_must_beat(tmp_path, tiny):
 
 def test_worker_scratch_folder_starts_from_the_chiefs_run(tmp_path, tiny):
     with pytest.raises(TrainingInterrupted) as info:
-        run(_config(epochs=3), tmp_path, datasets=tiny, callbacks=[stop_at_epoch(1)])
+        run(small_config(epochs=3), tmp_path, datasets=tiny, callbacks=[stop_at_epoch(1)])
     chief = info.value.run
     worker = scratch_run_dir(chief.path)
     try:
@@ -359,7 +344,7 @@ def test_worker_scratch_folder_starts_from_the_chiefs_run(tmp_path, tiny):
 )
 def test_resume_after_a_kill_while_the_backup_was_written(tmp_path, tiny):
     with pytest.raises(TrainingInterrupted) as info:
-        run(_config(epochs=4), tmp_path, datasets=tiny, callbacks=[stop_at_epoch(2)])
+        run(small_config(epochs=4), tmp_path, datasets=tiny, callbacks=[stop_at_epoch(2)])
     run_dir = info.value.run
     # As if killed while epoch 2's backup was written over epoch 1's: the weights file cut
     # short, its metadata and history.csv still those of epoch 1.
@@ -369,7 +354,7 @@ def test_resume_after_a_kill_while_the_backup_was_written(tmp_path, tiny):
     lines = run_dir.history_csv.read_text().splitlines(keepends=True)
     run_dir.history_csv.write_text("".join(lines[:-1]))
     seen = EpochsSeen()
-    result = run(_config(epochs=4), resume=run_dir.path, datasets=tiny, callbacks=[seen])
+    result = run(small_config(epochs=4), resume=run_dir.path, datasets=tiny, callbacks=[seen])
     assert seen.epochs == [1, 2, 3]  # back to the previous backup, not to zero
     assert [row["epoch"] for row in result.history] == [1, 2, 3, 4]
 
@@ -390,17 +375,17 @@ class WatchCheckpoint(keras.callbacks.Callback):
 
 def test_checkpoint_is_written_beside_and_renamed_into_place(tmp_path, tiny):
     with pytest.raises(TrainingInterrupted) as info:
-        run(_config(epochs=3), tmp_path, datasets=tiny, callbacks=[stop_at_epoch(1)])
+        run(small_config(epochs=3), tmp_path, datasets=tiny, callbacks=[stop_at_epoch(1)])
     run_dir = info.value.run
     run_dir.checkpoint_partial.write_bytes(b"half a file from a save cut off by a kill")
     watch = WatchCheckpoint(run_dir)
-    run(_config(epochs=3), resume=run_dir.path, datasets=tiny, callbacks=[watch])
+    run(small_config(epochs=3), resume=run_dir.path, datasets=tiny, callbacks=[watch])
     assert watch.partial_seen == [False, False, False]  # the stale part removed, saves renamed
     keras.saving.load_model(str(run_dir.best_checkpoint))
 
 
 def test_diverging_run_stops_and_says_so(tmp_path, tiny):
-    config = _config(epochs=3, optimizer="sgd", learning_rate=1e12)
+    config = small_config(epochs=3, optimizer="sgd", learning_rate=1e12)
     with pytest.raises(TrainingDiverged, match="NaN"):
         run(config, tmp_path, datasets=tiny)
     (run_path,) = tmp_path.iterdir()
@@ -437,7 +422,10 @@ def test_every_epoch_trains_exactly_one_pass(tmp_path, tiny):
     # which Keras 3 would round up to 32 steps an epoch.
     iterations = Iterations()
     result = run(
-        _config(epochs=2, steps_per_execution=32), tmp_path, datasets=tiny, callbacks=[iterations]
+        small_config(epochs=2, steps_per_execution=32),
+        tmp_path,
+        datasets=tiny,
+        callbacks=[iterations],
     )
     assert iterations.seen == [11, 22]
     assert result.config.steps_per_execution == 11
