@@ -77,7 +77,17 @@ def trained(real_mnist, tmp_path_factory) -> TrainResult:
 
 @pytest.fixture(scope="session")
 def trained_cnn(real_mnist, tmp_path_factory) -> TrainResult:
-    """The convnet with its augmentation, trained briefly on 20,000 images (about 99%)."""
+    """The convnet with its augmentation, trained one epoch on 30,000 images (about 98%) and
+    exported as a SavedModel: the format tests make their own files from its model.keras."""
     keras.utils.set_random_seed(0)
-    config = resolve_config(arch="cnn", epochs=4, train_samples=22000, validation_size=2000)
+    # One pass at three times the learning rate: 98.1% in 23 s, where four passes over 20,000
+    # images gave 98.4% in 52 s (one intra-op thread, as a worker has).
+    config = resolve_config(
+        arch="cnn",
+        epochs=1,
+        learning_rate=0.006,
+        train_samples=32000,
+        validation_size=2000,
+        export_formats=("saved_model",),
+    )
     return run(config, tmp_path_factory.mktemp("trained_cnn"), datasets=real_mnist)

@@ -93,7 +93,9 @@ def cnn_exports(trained_cnn, real_mnist, tmp_path_factory):
     return _exports(trained_cnn, real_mnist, tmp_path_factory.mktemp("formats_cnn"))
 
 
-@pytest.fixture(params=["mlp", "cnn"])
+# The convnet's cases join its fixture's xdist group (conftest.SHARED_ONCE), which pytest cannot
+# see through getfixturevalue.
+@pytest.fixture(params=["mlp", pytest.param("cnn", marks=pytest.mark.xdist_group("trained_cnn"))])
 def exports(request):
     return request.getfixturevalue(f"{request.param}_exports")
 
