@@ -31,6 +31,7 @@ from mnist_keras.train import run
 LAUNCHER = Path(__file__).parents[1] / "scripts" / "launch_workers.py"
 
 
+@pytest.mark.slow
 def test_mirrored_matches_an_undistributed_run(tmp_path, tiny):
     config = small_config(epochs=2)
     plain = run(config, tmp_path / "none", datasets=tiny)

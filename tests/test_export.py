@@ -127,6 +127,7 @@ TF_ONLY_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_plain_tensorflow_process_matches_keras(
     model, exported, convnet, convnet_exported, tmp_path
 ):
@@ -156,6 +157,7 @@ def test_plain_tensorflow_process_matches_keras(
         np.testing.assert_array_equal(out["classes"], expected.argmax(axis=1))
 
 
+@pytest.mark.slow
 def test_saved_model_cli_run_returns_the_same_classes(model_and_export, tmp_path):
     model, exported = model_and_export
     images = _images()
@@ -236,6 +238,7 @@ def _load_without_this_package(
     return [np.load(tmp_path / f"{i}.npy") for i in range(len(paths))]
 
 
+@pytest.mark.slow
 def test_keras_file_loads_without_this_package(model, tmp_path):
     """The saved `.keras` holds Keras's own Dropout, not HashDropout: plain Keras loads it."""
     path = save_keras_model(model, tmp_path / "model.keras")
@@ -245,6 +248,7 @@ def test_keras_file_loads_without_this_package(model, tmp_path):
     np.testing.assert_allclose(loaded, expected, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_every_keras_file_a_run_writes_loads_without_this_package(trained, tmp_path):
     paths = [trained.run.best_checkpoint, trained.run.keras_model]
     images = _images()
@@ -275,6 +279,7 @@ def test_float_signature_takes_pixels_in_0_1(model, exported):
     np.testing.assert_array_equal(as_float["classes"], as_uint8["classes"])
 
 
+@pytest.mark.slow
 def test_saved_model_cli_show_prints_the_contract(exported):
     cli = Path(sys.executable).with_name("saved_model_cli")
     shown = subprocess.run(

@@ -94,8 +94,11 @@ def cnn_exports(trained_cnn, real_mnist, tmp_path_factory):
 
 
 # The convnet's cases join its fixture's xdist group (conftest.SHARED_ONCE), which pytest cannot
-# see through getfixturevalue.
-@pytest.fixture(params=["mlp", pytest.param("cnn", marks=pytest.mark.xdist_group("trained_cnn"))])
+# see through getfixturevalue; its half-minute training keeps them out of `make test-fast`.
+CNN = pytest.param("cnn", marks=[pytest.mark.xdist_group("trained_cnn"), pytest.mark.slow])
+
+
+@pytest.fixture(params=["mlp", CNN])
 def exports(request):
     return request.getfixturevalue(f"{request.param}_exports")
 
@@ -117,7 +120,10 @@ def _umask() -> int:
     return mask
 
 
-@pytest.mark.parametrize("fmt", ["saved_model", "onnx", "litert"])
+# TensorFlow's import makes the SavedModel's process the slow one.
+@pytest.mark.parametrize(
+    "fmt", [pytest.param("saved_model", marks=pytest.mark.slow), "onnx", "litert"]
+)
 def test_float_formats_agree_with_keras_in_their_own_runtime(exports, fmt, real_mnist, tmp_path):
     model, files = exports
     images = real_mnist.x_test[:CHECKED]

@@ -20,12 +20,14 @@ def cwd(request, tmp_path, monkeypatch) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_a_printed_python_command_runs_in_a_new_shell(cwd):
     result = in_new_shell(shell.python_module("mnist_keras.train", "--help"), cwd)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "--resume RUN_DIR" in result.stdout
 
 
+@pytest.mark.slow
 def test_the_printed_tensorboard_command_runs_in_a_new_shell(cwd, tmp_path):
     result = in_new_shell(f"{shell.tensorboard(tmp_path / 'logs')} --version_tb", cwd)
     assert result.returncode == 0, result.stderr[-2000:]

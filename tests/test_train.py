@@ -129,6 +129,7 @@ def test_the_best_epoch_not_the_last_is_evaluated_and_exported(tmp_path, tiny):
     assert json.loads(result.run.metrics_json.read_text())["best_val_accuracy"] == max(val)
 
 
+@pytest.mark.slow
 def test_two_runs_of_one_seed_share_their_history_not_their_folder(tmp_path, tiny):
     # XLA on, as by default: its training step, dropout included, is reproducible with --seed
     # (its help says so).
@@ -142,6 +143,7 @@ def test_two_runs_of_one_seed_share_their_history_not_their_folder(tmp_path, tin
     assert a.evaluation.accuracy == b.evaluation.accuracy
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_from_last_finished_epoch(tmp_path, tiny):
     with pytest.raises(TrainingInterrupted) as info:
         run(small_config(epochs=4), tmp_path, datasets=tiny, callbacks=[stop_at_epoch(2)])
@@ -263,6 +265,7 @@ def test_divergence_in_the_first_epoch_keeps_no_checkpoint(tmp_path, tiny):
     assert metrics["history"][0]["loss"] is None
 
 
+@pytest.mark.slow
 def test_resumed_run_repeats_an_uninterrupted_one(tmp_path, tiny):
     # The same batches and, with dropout on the input and the hidden layer, the same masks: the
     # dropout layers count their steps in a variable the backup restores, with XLA or without
@@ -299,6 +302,7 @@ def _cut_after_two_epochs(tmp_path, tiny) -> RunDir:
     return info.value.run
 
 
+@pytest.mark.slow
 def test_resume_when_the_kill_came_before_the_first_checkpoint(tmp_path, tiny):
     run_dir = _cut_after_two_epochs(tmp_path, tiny)
     # A kill after the history rows were written and before the first checkpoint was renamed
@@ -310,6 +314,7 @@ def test_resume_when_the_kill_came_before_the_first_checkpoint(tmp_path, tiny):
     assert (result.export_path / "saved_model.pb").is_file()
 
 
+@pytest.mark.slow
 def test_resume_measures_the_checkpoint_it_must_beat(tmp_path, tiny):
     run_dir = _cut_after_two_epochs(tmp_path, tiny)
     # A checkpoint worse than history.csv says, as after a kill between an epoch's history row
@@ -342,6 +347,7 @@ def test_worker_scratch_folder_starts_from_the_chiefs_run(tmp_path, tiny):
     keras.__version__.startswith("2."),
     reason="Keras 2.15's BackupAndRestore writes each backup beside the last, never over it",
 )
+@pytest.mark.slow
 def test_resume_after_a_kill_while_the_backup_was_written(tmp_path, tiny):
     with pytest.raises(TrainingInterrupted) as info:
         run(small_config(epochs=4), tmp_path, datasets=tiny, callbacks=[stop_at_epoch(2)])
@@ -373,6 +379,7 @@ class WatchCheckpoint(keras.callbacks.Callback):
         self.partial_seen.append(self.run_dir.checkpoint_partial.exists())
 
 
+@pytest.mark.slow
 def test_checkpoint_is_written_beside_and_renamed_into_place(tmp_path, tiny):
     with pytest.raises(TrainingInterrupted) as info:
         run(small_config(epochs=3), tmp_path, datasets=tiny, callbacks=[stop_at_epoch(1)])
@@ -417,6 +424,7 @@ class Iterations(keras.callbacks.Callback):
         self.seen.append(int(self.model.optimizer.iterations.numpy()))
 
 
+@pytest.mark.slow
 def test_every_epoch_trains_exactly_one_pass(tmp_path, tiny):
     # 700 training images in batches of 64: 11 steps, fewer than the 32 asked per execution,
     # which Keras 3 would round up to 32 steps an epoch.
@@ -433,6 +441,7 @@ def test_every_epoch_trains_exactly_one_pass(tmp_path, tiny):
     assert record["steps_per_execution"] == 11  # what ran, not what was asked
 
 
+@pytest.mark.slow
 def test_augmented_convnet_learns_real_digits_and_exports_the_contract(tmp_path, real_mnist):
     # The SavedModel is the contract; the LiteRT files are test_formats' to check.
     config = resolve_config(

@@ -167,6 +167,7 @@ class Observer:
 
 
 @pytest.mark.parametrize("arch", ["mlp", "cnn"])
+@pytest.mark.slow
 def test_tiny_search_trains_the_best_and_resumes_without_rerunning(arch, tmp_path, tiny):
     config = _config(tmp_path, arch)
     first = Observer()
@@ -350,6 +351,7 @@ def test_best_hparams_take_the_default_unless_a_trial_beats_it(tmp_path, tiny, f
     assert "default recipe" in search_verdict(kept) and "+" in search_verdict(beaten)
 
 
+@pytest.mark.slow
 def test_trained_epochs_count_from_where_hyperband_resumed_a_trial(tmp_path, tiny):
     config = _config(tmp_path, tuner="hyperband", max_epochs=3)
     tuner = search(config, tiny)

@@ -253,6 +253,7 @@ def test_script_run_from_the_shell_fails_cleanly(tmp_path, real_mnist_dir) -> No
     assert_clean_failure(result, "--model", untouched=[tmp_path / "missing", tmp_path / "s.png"])
 
 
+@pytest.mark.slow
 def test_script_measures_an_exported_model_and_draws_a_sheet(
     wild_bench, tmp_path, real_mnist_dir, monkeypatch, capsys
 ) -> None:
