@@ -13,6 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from mnist_keras.backend import TENSORFLOW
 from mnist_keras.compat import backup_options
 from mnist_keras.data import IMAGE_SHAPE
 from mnist_keras.export import copy_weights, keras_only_copy, save_keras_model
@@ -40,7 +41,7 @@ def make_callbacks(
         keras.callbacks.TensorBoard(
             log_dir=str(run.tensorboard), histogram_freq=1, write_graph=False
         ),
-        GraphWriter(run.tensorboard / "train"),
+        *([GraphWriter(run.tensorboard / "train")] if TENSORFLOW else []),  # backend.py
         # Keras decides which epoch is best; PublishCheckpoint turns its weights into the model.
         keras.callbacks.ModelCheckpoint(
             str(run.checkpoint_partial),

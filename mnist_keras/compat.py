@@ -76,6 +76,7 @@ def versions() -> dict[str, str]:
         "mnist_keras": __version__,
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
+        "keras_backend": keras.backend.backend(),
         "numpy": np.__version__,
         "python": platform.python_version(),
     }

@@ -16,6 +16,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from mnist_keras.backend import BACKEND, TENSORFLOW
 from mnist_keras.compat import MULTI_WORKER_FIT, MULTI_WORKER_ISSUE
 from mnist_keras.errors import ConfigError, TrainingInterrupted
 from mnist_keras.runs import RunDir, scratch_run_dir
@@ -27,6 +28,11 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     MultiWorkerMirroredStrategy sets up collective ops, which TensorFlow allows only before its
     runtime starts, so callers make the strategy first.
     """
+    if name != "none" and not TENSORFLOW:
+        raise ConfigError(
+            f"--distribute {name}: tf.distribute needs Keras's TensorFlow backend, and this "
+            f"run is on {BACKEND} (KERAS_BACKEND); unset it or set it to tensorflow"
+        )
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()  # every local GPU, or the CPU when none
     if name == "multi-worker":

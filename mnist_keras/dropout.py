@@ -1,5 +1,6 @@
 """Dropout whose mask is a hash of (seed, step, position): the same masks as Keras's `Dropout`
-would give in distribution, at a fraction of the cost under XLA, and reproducible everywhere.
+would give in distribution, at a fraction of the cost under XLA, and the same masks on every
+backend (TensorFlow, JAX, PyTorch) and on Keras 2 and 3.
 
 Keras's `Dropout` draws its mask from TensorFlow's stateless Philox generator. Under XLA on a
 CPU that generator is expanded into scalar code, many times slower than TensorFlow's own kernel,
@@ -16,37 +17,45 @@ from __future__ import annotations
 from typing import Any
 
 import keras
-import tensorflow as tf
 
+from mnist_keras.backend import HASH_DTYPE, ops, replica_id
 from mnist_keras.compat import FIRST_REPLICA
 
 _GOLDEN = 0x9E3779B9  # spreads consecutive seeds over the 32-bit range
+_LOW_32 = 0xFFFFFFFF
 
 
-def lowbias32(x: tf.Tensor) -> tf.Tensor:
+def _u32(value: int) -> Any:
+    return ops.cast(value, HASH_DTYPE)
+
+
+def _wrap(x: Any) -> Any:
+    """`x` modulo 2**32: a no-op on uint32, the wrap-around where the hash runs in int64."""
+    return ops.bitwise_and(x, _u32(_LOW_32))
+
+
+def lowbias32(x: Any) -> Any:
     """A bijective 32-bit integer mixer (Chris Wellons' lowbias32): every output bit depends on
     every input bit, so hashed counters look independent."""
     for shift, multiplier in ((16, 0x7FEB352D), (15, 0x846CA68B)):
-        x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, tf.constant(shift, tf.uint32)))
-        x = x * tf.constant(multiplier, tf.uint32)
-    return tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, tf.constant(16, tf.uint32)))
+        x = ops.bitwise_xor(x, ops.right_shift(x, _u32(shift)))
+        x = _wrap(ops.multiply(x, _u32(multiplier)))
+    return ops.bitwise_xor(x, ops.right_shift(x, _u32(16)))
 
 
-def keep_mask(
-    shape: tf.Tensor, seed: int, step: tf.Tensor, rate: float, replica: tf.Tensor | int = 0
-) -> tf.Tensor:
-    """True where an element is kept: each with probability 1 - rate, independently.
+def keep_mask(inputs: Any, seed: int, step: Any, rate: float, replica: Any = 0) -> Any:
+    """True where an element of `inputs` is kept: each with probability 1 - rate, independently.
 
     Args:
         replica: which model copy draws the mask (tf.distribute): each replica's part of the
             batch gets its own mask.
     """
-    stream = lowbias32(tf.cast(replica, tf.uint32) + tf.constant(seed * _GOLDEN % 2**32, tf.uint32))
-    key = lowbias32(tf.bitwise.bitwise_xor(tf.cast(step, tf.uint32), stream))
-    position = tf.cast(tf.range(tf.reduce_prod(shape)), tf.uint32)
-    bits = lowbias32(tf.bitwise.bitwise_xor(lowbias32(position), key))
-    threshold = tf.constant(min(int(rate * 2**32), 2**32 - 1), tf.uint32)
-    return tf.reshape(bits >= threshold, shape)
+    start = _wrap(ops.add(ops.cast(replica, HASH_DTYPE), _u32(seed * _GOLDEN % 2**32)))
+    key = lowbias32(ops.bitwise_xor(_wrap(ops.cast(step, HASH_DTYPE)), lowbias32(start)))
+    position = ops.cast(ops.arange(ops.size(inputs)), HASH_DTYPE)
+    bits = lowbias32(ops.bitwise_xor(lowbias32(position), key))
+    threshold = _u32(min(int(rate * 2**32), 2**32 - 1))
+    return ops.reshape(ops.greater_equal(bits, threshold), ops.shape(inputs))
 
 
 @keras.saving.register_keras_serializable(package="mnist_keras")
@@ -69,14 +78,12 @@ class HashDropout(keras.layers.Layer):
         )
         super().build(input_shape)
 
-    def call(self, inputs: tf.Tensor, training: bool | None = None) -> tf.Tensor:
+    def call(self, inputs: Any, training: bool | None = None) -> Any:
         if not training or self.rate == 0:
             return inputs
         self.step.assign_add(1)
-        replica = tf.distribute.get_replica_context()
-        replica_id = replica.replica_id_in_sync_group if replica is not None else 0
-        keep = keep_mask(tf.shape(inputs), self.seed, self.step, self.rate, replica_id)
-        return tf.where(keep, inputs / (1.0 - self.rate), tf.zeros_like(inputs))
+        keep = keep_mask(inputs, self.seed, self.step, self.rate, replica_id())
+        return ops.where(keep, inputs / (1.0 - self.rate), ops.zeros_like(inputs))
 
     def compute_output_shape(self, input_shape: Any) -> Any:
         return input_shape

@@ -8,10 +8,13 @@ model; `formats.py` says how each format is produced on Keras 2 and 3, `runtimes
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import secrets
 import shutil
+import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from mnist_keras import console, runtimes
+from mnist_keras.backend import BACKEND, TENSORFLOW, tensorflow_backend_env
 from mnist_keras.compat import write_saved_model
 from mnist_keras.contract import (
     INPUT_NAME,
@@ -47,7 +51,7 @@ from mnist_keras.formats import (
     to_onnx,
 )
 from mnist_keras.model import compile_model
-from mnist_keras.runs import write_bytes
+from mnist_keras.runs import read_json, write_bytes, write_json
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,54 @@ class Exported:
 
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "path": str(self.path)}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Exported:
+        return cls(**{**values, "path": Path(values["path"])})
+
+
+def export_measured(
+    model: keras.Model,
+    keras_file: Path,
+    model_dir: Path,
+    formats: Sequence[str],
+    calibration: np.ndarray,
+    test: tuple[np.ndarray, np.ndarray],
+) -> tuple[Exported, ...]:
+    """`export_model` of a trained model, each format measured on the `test` images and labels.
+
+    On the TensorFlow backend, in this process; on the others, a TensorFlow-backend process
+    exports `keras_file` (the same model, saved), since every export is a TensorFlow program
+    (backend.py says why this route)."""
+    if TENSORFLOW:
+        return runtimes.measure(export_model(model, model_dir, formats, calibration), *test)
+    return _export_in_tensorflow(keras_file, model_dir, formats, calibration, test)
+
+
+def _export_in_tensorflow(
+    keras_file: Path,
+    model_dir: Path,
+    formats: Sequence[str],
+    calibration: np.ndarray,
+    test: tuple[np.ndarray, np.ndarray],
+) -> tuple[Exported, ...]:
+    """Run this module's CLI on Keras's TensorFlow backend; its data is a .npz of exactly the
+    calibration images (so it draws them all) and the test set."""
+    with tempfile.TemporaryDirectory(prefix="mnist-keras-export-") as folder:
+        data, result = Path(folder) / "data.npz", Path(folder) / "exports.json"
+        labels = np.zeros(len(calibration), np.uint8)
+        np.savez(data, x_train=calibration, y_train=labels, x_test=test[0], y_test=test[1])
+        command = [sys.executable, "-m", "mnist_keras.export", str(keras_file)]
+        command += ["--out", str(model_dir.parent), "--name", model_dir.name]
+        command += ["--format", *formats, "--data", str(data), "--json", str(result)]
+        done = subprocess.run(command, env=tensorflow_backend_env(), capture_output=True, text=True)
+        if done.returncode != 0:
+            lines = (done.stderr or done.stdout).strip().splitlines() or ["no output"]
+            raise ExportError(
+                f"exporting {keras_file} on the TensorFlow backend (this run: {BACKEND}) "
+                f"failed: {lines[-1]}"
+            )
+        return tuple(Exported.from_dict(e) for e in read_json(result)["exports"])
 
 
 def export_model(
@@ -262,6 +314,12 @@ def build_parser() -> console.Parser:
     p.add_argument(
         "--seed", type=int, default=42, help="draws the calibration images (42, as train)"
     )
+    p.add_argument(
+        "--json",
+        type=Path,
+        metavar="FILE",
+        help="also write the exports (format, path, bytes, test accuracy) to FILE as JSON",
+    )
     return p
 
 
@@ -274,8 +332,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     model = load_keras_model(args.model)
     data = load_mnist(args.data)
     calibration = calibration_images(data.x_train, args.seed)
-    exports = export_model(model, args.out / args.name, args.format, calibration)
-    console.print_exports(runtimes.measure(exports, data.x_test, data.y_test))
+    test = (data.x_test, data.y_test)
+    exports = export_measured(model, args.model, args.out / args.name, args.format, calibration, test)
+    if args.json:
+        write_json(args.json, {"exports": [e.to_dict() for e in exports]})
+    console.print_exports(exports)
     return 0
 
 

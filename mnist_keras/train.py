@@ -19,7 +19,8 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from mnist_keras import console, runtimes
+from mnist_keras import console
+from mnist_keras.backend import BACKEND
 from mnist_keras.callbacks import EpochTimer, interrupt_between_steps, make_callbacks
 from mnist_keras.compat import versions
 from mnist_keras.config import (
@@ -47,7 +48,7 @@ from mnist_keras.errors import (
     first_line,
 )
 from mnist_keras.evaluate import Evaluation, evaluate, save_pictures
-from mnist_keras.export import Exported, export_model, save_keras_model
+from mnist_keras.export import Exported, export_measured, save_keras_model
 from mnist_keras.flags import given, option_fields
 from mnist_keras.formats import calibration_images
 from mnist_keras.model import build_model
@@ -90,6 +91,7 @@ class TrainResult(Fitted):
         """What metrics.json holds."""
         return {
             "status": "completed",
+            "backend": BACKEND,
             "epochs_completed": len(self.history),
             **self.evaluation.to_dict(),
             "best_val_accuracy": _best_val_accuracy(self.history),
@@ -206,10 +208,16 @@ def finish(config: TrainConfig, data: Mnist, run_dir: RunDir, fitted: Fitted) ->
     best = keras.saving.load_model(str(run_dir.best_checkpoint))
     evaluation = evaluate(best, data.x_test, data.y_test, config.batch_size)
     save_pictures(evaluation, data.x_test, run_dir, step=len(fitted.history))
-    calibration = calibration_images(data.x_train, config.seed)
-    exports = export_model(best, run_dir.export / MODEL_NAME, config.export_formats, calibration)
-    exports = runtimes.measure(exports, data.x_test, data.y_test)
     save_keras_model(best, run_dir.keras_model)
+    calibration = calibration_images(data.x_train, config.seed)
+    exports = export_measured(
+        best,
+        run_dir.keras_model,
+        run_dir.export / MODEL_NAME,
+        config.export_formats,
+        calibration,
+        (data.x_test, data.y_test),
+    )
     result = TrainResult(
         **vars(fitted), run=run_dir, config=config, evaluation=evaluation, exports=exports
     )
@@ -341,7 +349,8 @@ def read_hparams(path: Path) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     config = config_from_args(args)
-    console.print_config({**config.to_dict(), "data": source_name(config.data)}, "Configuration")
+    shown = {**config.to_dict(), "data": source_name(config.data), "backend": BACKEND}
+    console.print_config(shown, "Configuration")
     progress = console.FitProgress()
     if is_worker(config.distribute):
         console.print_worker_result(run_worker(config, args.resume, callbacks=[progress]))
