@@ -17,7 +17,7 @@ ifneq ($(SHARED_MNIST),)
 export MNIST_KERAS_DATA ?= $(abspath $(SHARED_MNIST))
 endif
 
-.PHONY: train tune bench demo test test-keras2 test-fast lint format clean browser fonts
+.PHONY: train tune bench demo test test-keras2 test-backends test-fast lint format clean browser fonts
 
 # The stamp is rebuilt when pyproject.toml changes, so a dependency edit reinstalls.
 $(VENV)/.installed: pyproject.toml
@@ -68,13 +68,17 @@ fonts:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(FONT_PACKAGES) > /dev/null; }
 
 test: $(VENV)/.installed browser fonts
-	$(VENV)/bin/python -m pytest $(XDIST) $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest $(XDIST) -m 'not backends' $(PYTEST_ARGS)
 
 test-keras2: $(VENV2)/.installed browser fonts
-	$(VENV2)/bin/python -m pytest $(XDIST) $(PYTEST_ARGS)
+	$(VENV2)/bin/python -m pytest $(XDIST) -m 'not backends' $(PYTEST_ARGS)
+
+# Keras 3's JAX and PyTorch backends (tests/test_backends.py): a suite of its own, about 4 minutes.
+test-backends: $(VENV)/.installed
+	$(VENV)/bin/python -m pytest $(XDIST) -m backends $(PYTEST_ARGS)
 
 test-fast: $(VENV)/.installed
-	$(VENV)/bin/python -m pytest $(XDIST) -m 'not slow' $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest $(XDIST) -m 'not slow and not backends' $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

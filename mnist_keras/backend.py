@@ -58,6 +58,10 @@ else:  # Keras 2.15: the few operations the model code uses, under keras.ops's n
 MULTI_STEP_CALLS = BACKEND != "torch"
 COMPILES = BACKEND != "torch"
 
+# HashDropout's step counter: JAX computes in 32 bits unless told otherwise (and warns when
+# asked for int64); 2**31 steps is more than any run takes.
+STEP_DTYPE = "int32" if BACKEND == "jax" else "int64"
+
 # The unsigned 32-bit arithmetic of the dropout hash: native on TensorFlow and JAX; Keras's
 # PyTorch backend turns uint32 into int64, where a product is masked back to 32 bits.
 HASH_DTYPE = "int64" if BACKEND == "torch" else "uint32"

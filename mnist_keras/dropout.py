@@ -18,7 +18,7 @@ from typing import Any
 
 import keras
 
-from mnist_keras.backend import HASH_DTYPE, ops, replica_id
+from mnist_keras.backend import HASH_DTYPE, STEP_DTYPE, ops, replica_id
 from mnist_keras.compat import FIRST_REPLICA
 
 _GOLDEN = 0x9E3779B9  # spreads consecutive seeds over the 32-bit range
@@ -71,7 +71,7 @@ class HashDropout(keras.layers.Layer):
         self.step = self.add_weight(
             name="step",
             shape=(),
-            dtype="int64",
+            dtype=STEP_DTYPE,
             initializer="zeros",
             trainable=False,
             aggregation=FIRST_REPLICA,

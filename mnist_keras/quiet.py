@@ -55,6 +55,11 @@ def tensorflow_logs_off() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with native_stderr():
         import tensorflow as tf
+
+        # Its device probe logs a "CUDA error" on a machine without a GPU, at any log level
+        # below 3 (2 is a common setting): spent here, captured. Listing devices leaves the
+        # runtime unstarted, so a multi-worker strategy can still be made after it.
+        tf.config.list_physical_devices("GPU")
     # Its Python warnings too (retracing hints when a search builds model after model).
     tf.get_logger().setLevel(logging.ERROR)
 

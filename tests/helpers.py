@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import gzip
 import importlib
 import io
 import os
+import signal
 import struct
 import subprocess
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +21,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from mnist_keras.config import TrainConfig
 from mnist_keras.data import Mnist
+from mnist_keras.runs import RunDir
 
 
 def synthetic_mnist(n_train: int = 800, n_test: int = 200, seed: int = 0) -> Mnist:
@@ -149,3 +153,57 @@ def assert_clean_failure(result, message: str, untouched: Sequence[Path] = ()) -
     assert result.stderr.splitlines() == errors, result.stderr[-3000:]
     for path in untouched:
         assert not path.exists(), path
+
+
+def default_ctrl_c() -> None:
+    """In the child: Ctrl-C as in a terminal, since an ignored SIGINT stays ignored across exec."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def ctrl_c_restored() -> Callable[[], None] | None:
+    """What the child runs before exec where this process ignores Ctrl-C (pytest started as a
+    background job, or its xdist workers then); nothing otherwise, since code run between fork
+    and exec is best avoided in a process with threads (TensorFlow's)."""
+    return default_ctrl_c if signal.getsignal(signal.SIGINT) == signal.SIG_IGN else None
+
+
+def start_cli(command: str, *args: str, cwd: Path, env: dict | None = None) -> subprocess.Popen:
+    """Start `python -m mnist_keras.<command> ARGS`, its output piped, Ctrl-C as in a terminal."""
+    return subprocess.Popen(
+        [sys.executable, "-m", f"mnist_keras.{command}", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+        preexec_fn=ctrl_c_restored(),
+    )
+
+
+def kill_when(proc: subprocess.Popen, ready: Callable[[], bool], sig: int, limit: float = 240):
+    """Send `sig` once `ready()` holds; the process is always ended and reaped."""
+    deadline = time.monotonic() + limit
+    try:
+        while not ready():
+            assert proc.poll() is None, "finished before it could be interrupted"
+            assert time.monotonic() < deadline, "never became ready"
+            time.sleep(0.02)
+        os.kill(proc.pid, sig)
+        _, stderr = proc.communicate(timeout=120)
+        return proc.returncode, stderr
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def csv_epochs(run_dir: RunDir) -> list[int]:
+    """Epoch numbers in history.csv as written, repeats included (CSVLogger appends)."""
+    if not run_dir.history_csv.is_file():
+        return []
+    with run_dir.history_csv.open(newline="") as handle:
+        return [int(row["epoch"]) for row in csv.DictReader(handle)]
+
+
+def one_epoch_done(runs: Path) -> Callable[[], bool]:
+    return lambda: runs.is_dir() and any(csv_epochs(RunDir(p)) for p in runs.iterdir())

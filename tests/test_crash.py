@@ -5,20 +5,24 @@ with it) run in-process, except the resume pasted into a new shell as printed.""
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import re
 import signal
-import subprocess
-import sys
-import time
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from helpers import in_new_shell, run_main, synthetic_mnist, write_idx_folder
+from helpers import (
+    csv_epochs,
+    in_new_shell,
+    kill_when,
+    one_epoch_done,
+    run_main,
+    start_cli,
+    synthetic_mnist,
+    write_idx_folder,
+)
 
 from mnist_keras.runs import RunDir
 from mnist_keras.tune import trial_rows
@@ -37,62 +41,9 @@ TRAIN_ARGS = (
 REAL_HEAD = (3000, 2000)  # training (the validation split included), test
 
 
-def _default_ctrl_c() -> None:
-    """In the child: Ctrl-C as in a terminal, since an ignored SIGINT stays ignored across exec."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def _ctrl_c_restored() -> Callable[[], None] | None:
-    """What the child runs before exec where this process ignores Ctrl-C (pytest started as a
-    background job, or its xdist workers then); nothing otherwise, since code run between fork
-    and exec is best avoided in a process with threads (TensorFlow's)."""
-    return _default_ctrl_c if signal.getsignal(signal.SIGINT) == signal.SIG_IGN else None
-
-
-def _start(command: str, *args: str, cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", f"mnist_keras.{command}", *args],
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "COLUMNS": "200"},
-        preexec_fn=_ctrl_c_restored(),
-    )
-
-
-def _kill_when(proc: subprocess.Popen, ready: Callable[[], bool], sig: int, limit: float = 240):
-    """Send `sig` once `ready()` holds; the process is always ended and reaped."""
-    deadline = time.monotonic() + limit
-    try:
-        while not ready():
-            assert proc.poll() is None, "finished before it could be interrupted"
-            assert time.monotonic() < deadline, "never became ready"
-            time.sleep(0.02)
-        os.kill(proc.pid, sig)
-        _, stderr = proc.communicate(timeout=120)
-        return proc.returncode, stderr
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
-def _csv_epochs(run_dir: RunDir) -> list[int]:
-    """Epoch numbers in history.csv as written, repeats included (CSVLogger appends)."""
-    if not run_dir.history_csv.is_file():
-        return []
-    with run_dir.history_csv.open(newline="") as handle:
-        return [int(row["epoch"]) for row in csv.DictReader(handle)]
-
-
 def _only_run(runs: Path) -> RunDir:
     (path,) = runs.iterdir()
     return RunDir(path)
-
-
-def _one_epoch_done(runs: Path) -> Callable[[], bool]:
-    return lambda: runs.is_dir() and any(_csv_epochs(RunDir(p)) for p in runs.iterdir())
 
 
 def _test_accuracy(run_dir: RunDir) -> float:
@@ -123,21 +74,21 @@ def _resume_and_check(
     """Resume the run, by `command` pasted into a new shell if given, and check it finishes as
     the uninterrupted run did."""
     assert not run_dir.export.exists() and not run_dir.keras_model.exists()
-    done = _csv_epochs(run_dir)
+    done = csv_epochs(run_dir)
     assert done and done == list(range(len(done)))
     if command is None:
         result = run_main("train", "--resume", str(run_dir.path), "--data", str(data), cwd=cwd)
     else:  # as printed: the run reads the data it read before
         result = in_new_shell(command, cwd)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert _csv_epochs(run_dir) == [0, 1, 2, 3]  # continued: no finished epoch ran again
+    assert csv_epochs(run_dir) == [0, 1, 2, 3]  # continued: no finished epoch ran again
     assert abs(_test_accuracy(run_dir) - whole) <= 0.005
     assert (run_dir.export / "mnist" / "1" / "saved_model.pb").is_file()
 
 
 def test_sigkill_mid_epoch_then_resume(real_head, tmp_path, uninterrupted):
-    proc = _start("train", "--data", str(real_head), *TRAIN_ARGS, cwd=tmp_path)
-    code, _ = _kill_when(proc, _one_epoch_done(tmp_path / "runs"), signal.SIGKILL)
+    proc = start_cli("train", "--data", str(real_head), *TRAIN_ARGS, cwd=tmp_path)
+    code, _ = kill_when(proc, one_epoch_done(tmp_path / "runs"), signal.SIGKILL)
     assert code == -signal.SIGKILL
     run_dir = _only_run(tmp_path / "runs")
     best = run_dir.best_checkpoint  # absent if the kill came before the first was in place
@@ -146,8 +97,8 @@ def test_sigkill_mid_epoch_then_resume(real_head, tmp_path, uninterrupted):
 
 
 def test_ctrl_c_saves_says_how_to_resume_and_exits_130(real_head, tmp_path, uninterrupted):
-    proc = _start("train", "--data", str(real_head), *TRAIN_ARGS, cwd=tmp_path)
-    code, stderr = _kill_when(proc, _one_epoch_done(tmp_path / "runs"), signal.SIGINT)
+    proc = start_cli("train", "--data", str(real_head), *TRAIN_ARGS, cwd=tmp_path)
+    code, stderr = kill_when(proc, one_epoch_done(tmp_path / "runs"), signal.SIGINT)
     run_dir = _only_run(tmp_path / "runs")
     assert code == 130, stderr[-3000:]
     assert f"--resume {run_dir.path.relative_to(tmp_path)}" in stderr
@@ -163,7 +114,7 @@ def test_two_trainings_started_together_both_finish_intact(tmp_path):
         *("--data", str(data), "--epochs", "2", "--validation-size", "100", "--runs-dir", "runs"),
         *("--hidden-units", "32", "--no-jit-compile", "--export-formats", "saved_model"),
     )
-    procs = [_start("train", *args, cwd=tmp_path) for _ in range(2)]
+    procs = [start_cli("train", *args, cwd=tmp_path) for _ in range(2)]
     try:
         results = [proc.communicate(timeout=240) for proc in procs]
     finally:
@@ -177,7 +128,7 @@ def test_two_trainings_started_together_both_finish_intact(tmp_path):
     for run_dir in runs:
         assert json.loads(run_dir.metrics_json.read_text())["status"] == "completed"
         assert (run_dir.export / "mnist" / "1" / "saved_model.pb").is_file()
-        assert len(_csv_epochs(run_dir)) == 2
+        assert len(csv_epochs(run_dir)) == 2
 
 
 def test_search_killed_mid_way_resumes_without_repeating_trials(tmp_path):
@@ -193,8 +144,8 @@ def test_search_killed_mid_way_resumes_without_repeating_trials(tmp_path):
         rows = trial_rows(project) if project.is_dir() else []
         return [row.trial_id for row in rows if row.status == "COMPLETED"]
 
-    proc = _start("tune", *args, cwd=tmp_path)
-    code, _ = _kill_when(proc, lambda: len(completed()) >= 2, signal.SIGKILL)
+    proc = start_cli("tune", *args, cwd=tmp_path)
+    code, _ = kill_when(proc, lambda: len(completed()) >= 2, signal.SIGKILL)
     assert code == -signal.SIGKILL
     before = {row.trial_id: row for row in trial_rows(project) if row.status == "COMPLETED"}
     assert 2 <= len(before) < 4
