@@ -1,6 +1,8 @@
 """Benchmarks against peers: `python -m benchmarks.bench` from the checkout (also `make bench`).
 
-Everything runs in one process, one after another, so the figures compare as ratios. Peers that
+Everything runs one after another, so the figures compare as ratios; in one process, but for
+PyTorch (which slows TensorFlow down once imported: `in_child`) and the Keras backends (Keras
+reads its backend once: benchmarks/backends.py). Peers that
 are not installed (PyTorch, scikit-learn) are reported as skipped. The TF1 graph loop is the
 tutorial this package replaces, kept as the historical reference: the only `tf.compat.v1` in the
 repository, outside the installed package.
@@ -11,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib.util
+import multiprocessing
 import resource
 import statistics
 import sys
@@ -26,6 +29,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from benchmarks.backends import measure_backends
 from benchmarks.report import print_report
 from mnist_keras import console, wild
 from mnist_keras.callbacks import EpochTimer
@@ -90,6 +94,14 @@ class BenchConfig:
         "--export-formats (default: train's)",
         "FORMAT",
     )
+    backends: bool = option(
+        True,
+        "train the default MLP and the convnet on each of Keras 3's backends (TensorFlow, JAX, "
+        "PyTorch), beside PyTorch eager and the matrix-product ceiling",
+    )
+    backend_epochs: int = option(
+        3, "epochs of each network on each backend (the first excluded from samples/s)", "N"
+    )
     out_dir: str = option("artifacts/bench", "where the JSON report is written", "DIR")
     seed: int = 42
 
@@ -109,6 +121,9 @@ class BenchConfig:
             "must be a positive integer",
         )
         check(self.wild_per_class >= 1, "wild_per_class", "must be a positive integer")
+        check(
+            self.backend_epochs >= 2, "backend_epochs", "must be at least 2: the first is warm-up"
+        )
         if self.export_formats is not None:
             object.__setattr__(self, "export_formats", tuple(self.export_formats))
             TrainConfig(export_formats=self.export_formats)  # train's checks, before hours of work
@@ -251,6 +266,14 @@ def torch_eager(data: Mnist, hidden: int, batch: int, epochs: int) -> EpochRun:
     return EpochRun(seconds, float((logits.argmax(1).numpy() == data.y_test).mean()))
 
 
+def in_child(function: Callable[..., Any], *args: Any) -> Any:
+    """`function(*args)` in a fresh process. PyTorch, once imported, slows TensorFlow down for
+    the rest of a process (10 epochs of the default MLP on 300 images, one thread: 6.6 s of fit,
+    11.7 s after `import torch`), so it never enters the process that measures TensorFlow."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(function, args)
+
+
 def _torch_mlp(hidden: int, input_dropout: float = 0.0, dropout: float = 0.0):
     import torch
 
@@ -325,7 +348,7 @@ PEERS: dict[str, tuple[Peer, str | None]] = {  # name -> (trainer, module it nee
     "mnist_keras, no XLA": (functools.partial(package_path, jit_compile=False), None),
     "keras fit, NumPy, defaults": (keras_numpy_defaults, None),
     "raw TF2 loop, epoch in tf.function": (raw_tf_loop, None),
-    "PyTorch eager": (torch_eager, "torch"),
+    "PyTorch eager": (functools.partial(in_child, torch_eager), "torch"),
     "scikit-learn MLPClassifier": (sklearn_mlp, "sklearn"),
     "TF1 graph loop (tutorial)": (tf1_graph_loop, None),
 }
@@ -521,7 +544,8 @@ def measure_inference(data: Mnist, calls: int, repeats: int) -> dict[str, Any]:
     if importlib.util.find_spec("torch") is None:
         figures["torch_eager"] = {"skipped": "torch not installed"}
     else:
-        figures["torch_eager"] = _torch_inference(data, TrainConfig.hidden_units, calls, repeats)
+        hidden = TrainConfig.hidden_units
+        figures["torch_eager"] = in_child(_torch_inference, data, hidden, calls, repeats)
     return figures
 
 
@@ -607,7 +631,42 @@ def run_bench(config: BenchConfig, data: Mnist | None = None, progress=None) -> 
         **_report(config, data, training, ceilings, to_target, inference),
         "recipes": recipes,
         "architectures": architectures,
+        "backends": measure_backend_rows(data, config, say) if config.backends else [],
     }
+
+
+def measure_backend_rows(
+    data: Mnist, config: BenchConfig, say: Callable[[str], None]
+) -> list[dict[str, Any]]:
+    """`backends.measure_backends`, then PyTorch eager at the MLP's default shape, and each MLP
+    figure as a share of the ceiling of its largest matrix product."""
+    defaults = TrainConfig()
+    hidden, batch = defaults.hidden_units, defaults.batch_size
+    rows = measure_backends(
+        config.repeats,
+        config.seed,
+        say,
+        epochs=config.backend_epochs,
+        data=config.data,
+        train_samples=config.train_samples,
+    )
+    say("backends: PyTorch eager and the ceiling at the MLP's default shape")
+    peer = measure_training("PyTorch eager", data, hidden, batch, config)
+    rows.append(
+        {
+            "backend": "PyTorch eager (peer)",
+            "arch": "mlp",
+            "samples_per_second": peer.samples_per_second,
+            "test_accuracy": peer.test_accuracy,
+            "skipped": peer.skipped,
+        }
+    )
+    ceiling = matmul_ceiling_gflops(hidden, batch) * 1e9
+    for row in rows:
+        if row["arch"] == "mlp" and row.get("samples_per_second"):
+            share = row["samples_per_second"] * flops_per_sample(hidden) / ceiling
+            row["fraction_of_ceiling"] = round(share, 4)
+    return rows
 
 
 def _report(config, data, training, ceilings, to_target, inference) -> dict[str, Any]:

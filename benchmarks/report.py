@@ -31,6 +31,8 @@ def print_report(report: dict[str, Any]) -> None:
         console.print(_recipes_table(report["recipes"]))
     if report["architectures"]:
         console.print(_architectures_table(report["architectures"]))
+    if report.get("backends"):
+        console.print(_backends_table(report["backends"]))
 
 
 def _training_table(rows: list[dict[str, Any]]) -> Table:
@@ -140,3 +142,30 @@ def _recipes_table(rows: list[dict[str, Any]]) -> Table:
             str(row["epochs"]),
         )
     return table
+
+
+def _backends_table(rows: list[dict[str, Any]]) -> Table:
+    """Each network on each Keras backend (medians over the repeats), PyTorch eager beside."""
+    table = Table(title="Keras backends, trained as `train` does (medians)", title_justify="left")
+    columns = ("network", "backend", "samples/s", "fit s", "test acc", "XLA", "of ceiling")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("network", "backend") else "right")
+    for row in rows:
+        if row.get("skipped"):
+            table.add_row(row["arch"], row["backend"], f"[dim]{row['skipped']}[/]")
+            continue
+
+        table.add_row(
+            row["arch"],
+            row["backend"],
+            _cell(row, "samples_per_second", ",.0f"),
+            _cell(row, "fit_seconds", ".1f"),
+            _cell(row, "test_accuracy", ".2%"),
+            {True: "yes", False: "no"}.get(row.get("jit_compile"), ""),
+            _cell(row, "fraction_of_ceiling", ".0%"),
+        )
+    return table
+
+
+def _cell(row: dict[str, Any], key: str, fmt: str) -> str:
+    return "" if row.get(key) is None else format(row[key], fmt)

@@ -8,7 +8,6 @@ model; `formats.py` says how each format is produced on Keras 2 and 3, `runtimes
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import secrets
 import shutil
@@ -333,7 +332,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     data = load_mnist(args.data)
     calibration = calibration_images(data.x_train, args.seed)
     test = (data.x_test, data.y_test)
-    exports = export_measured(model, args.model, args.out / args.name, args.format, calibration, test)
+    exports = export_measured(
+        model, args.model, args.out / args.name, args.format, calibration, test
+    )
     if args.json:
         write_json(args.json, {"exports": [e.to_dict() for e in exports]})
     console.print_exports(exports)

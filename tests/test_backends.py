@@ -204,3 +204,22 @@ def test_a_search_trains_and_exports_its_best_model(backend, head, tmp_path):
     run = _only_run(tmp_path)
     assert _metrics(run)["backend"] == backend
     assert (run.export / "mnist" / "1" / "saved_model.pb").is_file()
+
+
+def test_bench_trains_each_network_on_each_backend(tmp_path, capsys):
+    from test_bench import run_bench
+
+    flags = ("--no-throughput", "--recipe-seeds", "0", "--no-architectures", "--backends")
+    report, out = run_bench(tmp_path, capsys, *flags, "--backend-epochs", "2")
+    rows = {(r["arch"], r["backend"]): r for r in report["backends"]}
+    expected = {(a, b) for a in ("mlp", "cnn") for b in ("tensorflow", "jax", "torch")}
+    assert set(rows) == expected | {("mlp", "PyTorch eager (peer)")}
+    for (arch, backend), row in rows.items():
+        assert not row.get("skipped"), row
+        assert row["samples_per_second"] > 0 and 0 < row["test_accuracy"] <= 1, row
+        if arch == "mlp":
+            assert 0 < row["fraction_of_ceiling"] < 1, row
+        if backend in ("jax", "torch", "tensorflow"):
+            assert row["epochs"] == 2 and row["fit_seconds"] > 0
+    assert not rows[("mlp", "torch")]["jit_compile"]  # torch.compile: see backend.py
+    assert "Keras backends, trained as `train` does" in out

@@ -29,7 +29,8 @@ pytestmark = pytest.mark.slow
 def run_bench(tmp_path: Path, capsys: pytest.CaptureFixture, *flags: str) -> tuple[dict, str]:
     """`main` on the smallest run that goes through a section: 300 images, of which the recipes
     hold out 30 (as `train --train-samples 300` does), each network exported as a SavedModel
-    alone; the JSON report and what was printed."""
+    alone, the backends left out unless `flags` ask for them (test_backends.py); the JSON report
+    and what was printed."""
     data = write_idx_folder(tmp_path / "data", synthetic_mnist(n_train=300, n_test=300))
     small = {
         "--train-samples": "300",
@@ -40,6 +41,7 @@ def run_bench(tmp_path: Path, capsys: pytest.CaptureFixture, *flags: str) -> tup
         "--export-formats": "saved_model",
         "--out-dir": str(tmp_path / "bench"),
     }
+    flags = ("--no-backends", *flags)  # a later --backends wins
     code = main(["--data", str(data), *(x for item in small.items() for x in item), *flags])
     printed = capsys.readouterr()
     assert code == 0, printed.err[-3000:]
