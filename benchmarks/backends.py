@@ -77,7 +77,7 @@ def train_here(overrides: dict[str, Any], runs_dir: Path) -> dict[str, Any]:
     result = run(resolve_config(**overrides, export_formats=("saved_model",)), runs_dir)
     return {
         "epochs": len(result.history),
-        "jit_compile": result.config.jit_compile,
+        "jit_compile": result.metrics()["compiled"],
         "samples_per_second": result.samples_per_second,
         "fit_seconds": result.train_seconds,
         "test_accuracy": result.evaluation.accuracy,

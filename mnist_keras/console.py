@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from mnist_keras import shell
+from mnist_keras.backend import BACKEND, TENSORFLOW
 from mnist_keras.errors import INTERRUPTED, ConfigError, MnistKerasError
 
 if TYPE_CHECKING:
@@ -175,6 +176,8 @@ def print_train_result(result: TrainResult) -> None:
         "Keras model": result.run.keras_model,
         "TensorBoard": shell.tensorboard(result.run.tensorboard),
     }
+    if not TENSORFLOW:  # callbacks.GraphWriter
+        paths["model graph"] = f"none in TensorBoard on {BACKEND} (it shows TensorFlow graphs)"
     print_summary(figures, paths, result.evaluation.confusion)
     print_exports(result.exports)
 

@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mnist_keras.backend import COMPILES, MULTI_STEP_CALLS
+from mnist_keras.backend import MULTI_STEP_CALLS
 from mnist_keras.config import validation_too_large
 from mnist_keras.errors import ConfigError, DataError, first_line
 
@@ -288,9 +288,7 @@ def epoch_steps(config: TrainConfig, n_train: int, replicas: int = 1) -> int:
 
 def whole_epochs(config: TrainConfig, n_train: int, replicas: int = 1) -> TrainConfig:
     """`config` with a steps_per_execution that divides the epoch (see `execution_size`), 1
-    and no compilation where the backend runs one batch per call, uncompiled (backend.py)."""
+    where the backend runs one batch per call (backend.py)."""
     wanted = config.steps_per_execution if MULTI_STEP_CALLS else 1
     size = execution_size(epoch_steps(config, n_train, replicas), wanted)
-    return dataclasses.replace(
-        config, steps_per_execution=size, jit_compile=config.jit_compile and COMPILES
-    )
+    return dataclasses.replace(config, steps_per_execution=size)

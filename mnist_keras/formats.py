@@ -21,9 +21,9 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import tensorflow as tf
 
 from mnist_keras.errors import ConfigError
 from mnist_keras.quiet import native_stderr
@@ -59,6 +59,8 @@ def file_name(version: int, name: str) -> str:
 def to_litert(saved_model: Path, signature: str, calibration: np.ndarray | None = None) -> bytes:
     """The SavedModel's `signature` as a LiteRT flatbuffer; int8 when `calibration` images
     (uint8 [N, 28, 28]) are given to set the activation ranges."""
+    import tensorflow as tf  # here: the configuration imports this module, not TensorFlow
+
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model), [signature])
     if calibration is not None:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -76,7 +78,7 @@ def _one_at_a_time(images: np.ndarray) -> Callable[[], object]:
     return dataset
 
 
-def to_onnx(signature: tf.types.experimental.GenericFunction) -> bytes:
+def to_onnx(signature: Any) -> bytes:
     """The serving `tf.function` as an ONNX model with its input and output names."""
     import tf2onnx  # an extra: check_formats says how to install it
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import keras
 
+from mnist_keras.backend import compiled
 from mnist_keras.config import OPTIMIZERS, TrainConfig
 from mnist_keras.data import IMAGE_SHAPE, NUM_CLASSES
 from mnist_keras.dropout import HashDropout
@@ -29,7 +30,7 @@ def build_model(config: TrainConfig, steps_per_epoch: int) -> keras.Model:
         model,
         make_optimizer(config, steps_per_epoch),
         steps_per_execution=config.steps_per_execution,
-        jit_compile=config.jit_compile,
+        jit_compile=compiled(config.jit_compile),
     )
     return model
 

@@ -3,6 +3,7 @@
 TensorFlow 2.21 writes its start-up notices (CUDA probes, oneDNN, CPU features) from C++ before
 its log level is read, and the LiteRT converter and interpreter print their own; no setting
 turns those off. Native writes to stderr are therefore captured while TensorFlow is imported
+(the package's `__init__` hooks the import, so the package does not import TensorFlow itself)
 and while a LiteRT file is made or loaded, and shown only when that fails, or always when
 MNIST_KERAS_VERBOSE is set (to anything but 0).
 """
@@ -11,11 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.abc
+import importlib.util
 import logging
 import os
 import sys
 import tempfile
 from collections.abc import Iterator
+from typing import Any
 
 VERBOSE = os.environ.get("MNIST_KERAS_VERBOSE", "0") not in ("", "0")
 
@@ -49,10 +53,20 @@ def _restore(saved: int) -> None:
 
 def tensorflow_logs_off() -> None:
     """Keep TensorFlow's C++ log to fatal errors and its Python log to errors (its exceptions
-    still raise), and import it with its start-up notices captured."""
+    still raise), and have its import, whenever something first asks for it, capture its
+    start-up notices: importing the package does not import TensorFlow (a JAX or PyTorch run
+    may never need it)."""
     if VERBOSE:
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if "tensorflow" in sys.modules:  # imported before the package: its notices are out
+        sys.modules["tensorflow"].get_logger().setLevel(logging.ERROR)
+        return
+    if not any(isinstance(finder, _QuietImport) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _QuietImport())
+
+
+def _import_tensorflow() -> None:
     with native_stderr():
         import tensorflow as tf
 
@@ -62,6 +76,25 @@ def tensorflow_logs_off() -> None:
         tf.config.list_physical_devices("GPU")
     # Its Python warnings too (retracing hints when a search builds model after model).
     tf.get_logger().setLevel(logging.ERROR)
+
+
+class _QuietImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """The first `import tensorflow`, wherever it comes from (Keras's TensorFlow backend, tf.data,
+    an export), made by `_import_tensorflow`; then out of the way."""
+
+    def find_spec(self, name: str, path: object, target: object = None) -> Any:
+        if name != "tensorflow":
+            return None
+        sys.meta_path.remove(self)
+        _import_tensorflow()
+        self.real_spec = sys.modules[name].__spec__
+        return importlib.util.spec_from_loader(name, self)
+
+    def create_module(self, spec: Any) -> Any:
+        return sys.modules[spec.name]  # imported already, by `_import_tensorflow`
+
+    def exec_module(self, module: Any) -> None:
+        module.__spec__ = self.real_spec  # the import system set ours
 
 
 @functools.cache

@@ -20,7 +20,7 @@ import keras
 import tensorflow as tf
 
 from mnist_keras import console
-from mnist_keras.backend import BACKEND
+from mnist_keras.backend import BACKEND, compiled
 from mnist_keras.callbacks import EpochTimer, interrupt_between_steps, make_callbacks
 from mnist_keras.compat import versions
 from mnist_keras.config import (
@@ -92,6 +92,7 @@ class TrainResult(Fitted):
         return {
             "status": "completed",
             "backend": BACKEND,
+            "compiled": compiled(self.config.jit_compile),  # backend.compiled
             "epochs_completed": len(self.history),
             **self.evaluation.to_dict(),
             "best_val_accuracy": _best_val_accuracy(self.history),

@@ -112,9 +112,11 @@ def test_a_run_prints_only_our_lines_and_names_its_backend(backend_run):
     backend, result, run = backend_run
     assert result.stderr == ""
     assert "│ backend" in result.stdout and backend in result.stdout
+    assert f"model graph: none in TensorBoard on {backend}" in result.stdout
     config = json.loads(run.config_json.read_text())
     assert config["versions"]["keras_backend"] == backend
     assert _metrics(run)["backend"] == backend
+    assert _metrics(run)["compiled"] == (backend == "jax")  # the MLP asks; PyTorch never
 
 
 def test_exports_keep_the_serving_contract(backend_run, real_mnist):

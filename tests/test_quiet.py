@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from subprocess import CompletedProcess
 
@@ -76,3 +78,16 @@ def test_tune_and_its_rerun(data, tmp_path):
     rerun = run_cli("tune", *args, cwd=tmp_path)  # the search is over: nothing left to run
     _quiet(rerun)
     assert "Reloading" not in rerun.stdout  # keras-tuner's own line
+
+
+def test_the_package_and_its_configuration_do_not_import_tensorflow():
+    """TensorFlow is imported where it is used (Keras's TensorFlow backend, tf.data, exports),
+    captured then: not by `import mnist_keras` or the configuration, which a JAX or PyTorch
+    run, or a command's --help, reads first."""
+    program = (
+        "import sys, mnist_keras, mnist_keras.config, mnist_keras.flags; "
+        "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stderr == "", done.stderr[-3000:]
+    assert done.stdout.strip() == "[]"
