@@ -62,6 +62,14 @@ def _env(backend: str) -> dict[str, str]:
     return {"KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
+def _finished(command: str, backend: str, cwd: Path, *args: str) -> tuple[RunDir, str, str]:
+    """Run `command` on `backend` in `cwd`, check it succeeded; its one run folder, stdout and
+    stderr."""
+    result = run_cli(command, *args, cwd=cwd, env=_env(backend))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return _only_run(cwd), result.stdout, result.stderr
+
+
 def _only_run(cwd: Path) -> RunDir:
     (path,) = (cwd / "runs").iterdir()
     return RunDir(path)
@@ -78,14 +86,12 @@ def head(real_mnist, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module", params=ON_EACH)
-def backend_run(request, head, tmp_path_factory) -> tuple[str, subprocess.CompletedProcess, RunDir]:
-    """One training on the backend, every format exported."""
+def backend_run(request, head, tmp_path_factory) -> tuple[str, tuple[str, str], RunDir]:
+    """One training on the backend, every format exported; what it printed (stdout, stderr)."""
     backend, cwd = request.param, tmp_path_factory.mktemp(request.param)
-    result = run_cli(
-        "train", "--data", str(head), *TRAIN_ARGS, *ALL_FORMATS, cwd=cwd, env=_env(backend)
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return backend, result, _only_run(cwd)
+    args = ("--data", str(head), *TRAIN_ARGS, *ALL_FORMATS)
+    run, out, err = _finished("train", backend, cwd, *args)
+    return backend, (out, err), run
 
 
 @pytest.mark.parametrize("backend", ON_EACH)
@@ -109,10 +115,10 @@ def test_hash_dropout_draws_the_same_masks_as_on_tensorflow(backend):
 
 
 def test_a_run_prints_only_our_lines_and_names_its_backend(backend_run):
-    backend, result, run = backend_run
-    assert result.stderr == ""
-    assert "│ backend" in result.stdout and backend in result.stdout
-    assert f"model graph: none in TensorBoard on {backend}" in result.stdout
+    backend, (out, err), run = backend_run
+    assert err == ""
+    assert "│ backend" in out and backend in out
+    assert f"model graph: none in TensorBoard on {backend}" in out
     config = json.loads(run.config_json.read_text())
     assert config["versions"]["keras_backend"] == backend
     assert _metrics(run)["backend"] == backend
@@ -188,9 +194,7 @@ def test_augmented_convnet_trains_and_exports(backend, head, tmp_path):
     """Eight steps of the augmented convnet: it learns, and its SavedModel answers."""
     args = ("--data", str(head), "--arch", "cnn", "--epochs", "1", "--runs-dir", "runs")
     args += ("--train-samples", "1300", "--validation-size", "300", "--test-samples", "500")
-    result = run_cli("train", *args, cwd=tmp_path, env=_env(backend))
-    assert result.returncode == 0, result.stderr[-3000:]
-    run = _only_run(tmp_path)
+    run, _, _ = _finished("train", backend, tmp_path, *args)
     assert _metrics(run)["test_accuracy"] > 0.3
     classifier = load_classifier(run.export / "mnist" / "1")
     assert classifier(np.zeros((2, 28, 28), np.uint8)).shape == (2, 10)
@@ -200,10 +204,8 @@ def test_augmented_convnet_trains_and_exports(backend, head, tmp_path):
 def test_a_search_trains_and_exports_its_best_model(backend, head, tmp_path):
     args = ("--data", str(head), "--max-trials", "2", "--max-epochs", "1", "--runs-dir", "runs")
     args += ("--directory", "tuning", "--train-samples", "1500", "--validation-size", "300")
-    result = run_cli("tune", *args, cwd=tmp_path, env=_env(backend))
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stderr == ""
-    run = _only_run(tmp_path)
+    run, _, err = _finished("tune", backend, tmp_path, *args)
+    assert err == ""
     assert _metrics(run)["backend"] == backend
     assert (run.export / "mnist" / "1" / "saved_model.pb").is_file()
 
