@@ -230,6 +230,7 @@ def make_dataset(
     batch_size: int,
     shuffle_seed: int | None = None,
     skip_batches: int = 0,
+    whole_batches: bool = False,
 ) -> tf.data.Dataset:
     """Batches of uint8 images and labels, kept in memory as they are (the model scales them).
 
@@ -238,10 +239,12 @@ def make_dataset(
     `steps_per_epoch` (see `batches_per_pass`). Shuffling whole index vectors and gathering
     each batch is about twice as fast as shuffling examples one by one, which matters for a
     model this small. `skip_batches` starts the stream later, so a resumed run sees the
-    batches the interrupted one would have seen next.
+    batches the interrupted one would have seen next. `whole_batches` leaves out the short last
+    batch of each pass (a multi-process step splits every batch evenly).
     """
     if shuffle_seed is None:
-        dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).cache()
+        dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size, whole_batches)
+        dataset = dataset.cache()
         return dataset.prefetch(tf.data.AUTOTUNE).with_options(_shard_by_data())
     images, labels = tf.constant(x), tf.constant(y)
     seed = tf.constant(shuffle_seed, tf.int64)
@@ -250,7 +253,7 @@ def make_dataset(
         order = tf.random.experimental.stateless_shuffle(
             tf.range(len(x), dtype=tf.int64), seed=tf.stack([seed, index])
         )
-        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size, whole_batches)
 
     batches = tf.data.Dataset.counter().flat_map(one_pass).skip(skip_batches)
     gathered = batches.map(lambda index: (tf.gather(images, index), tf.gather(labels, index)))
@@ -265,9 +268,9 @@ def _shard_by_data() -> tf.data.Options:
     return options
 
 
-def batches_per_pass(n: int, batch_size: int) -> int:
-    """Steps in one pass over n examples, the last batch possibly short."""
-    return -(-n // batch_size)
+def batches_per_pass(n: int, batch_size: int, whole_batches: bool = False) -> int:
+    """Steps in one pass over n examples: the last batch possibly short, or left out."""
+    return n // batch_size if whole_batches else -(-n // batch_size)
 
 
 def execution_size(steps: int, wanted: int) -> int:
@@ -281,14 +284,19 @@ def execution_size(steps: int, wanted: int) -> int:
     return min(divisors, key=lambda d: (abs(math.log(d / wanted)), -d))
 
 
-def epoch_steps(config: TrainConfig, n_train: int, replicas: int = 1) -> int:
+def epoch_steps(
+    config: TrainConfig, n_train: int, replicas: int = 1, whole_batches: bool = False
+) -> int:
     """Steps an epoch: the configured number, or one pass in global batches (all replicas)."""
-    return config.steps_per_epoch or batches_per_pass(n_train, config.batch_size * replicas)
+    global_batch = config.batch_size * replicas
+    return config.steps_per_epoch or batches_per_pass(n_train, global_batch, whole_batches)
 
 
-def whole_epochs(config: TrainConfig, n_train: int, replicas: int = 1) -> TrainConfig:
+def whole_epochs(
+    config: TrainConfig, n_train: int, replicas: int = 1, whole_batches: bool = False
+) -> TrainConfig:
     """`config` with a steps_per_execution that divides the epoch (see `execution_size`), 1
     where the backend runs one batch per call (backend.py)."""
     wanted = config.steps_per_execution if MULTI_STEP_CALLS else 1
-    size = execution_size(epoch_steps(config, n_train, replicas), wanted)
+    size = execution_size(epoch_steps(config, n_train, replicas, whole_batches), wanted)
     return dataclasses.replace(config, steps_per_execution=size)

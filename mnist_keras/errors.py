@@ -47,6 +47,19 @@ class TrainingInterrupted(RunError):
         self.run = run
 
 
+class PeerLost(RunError):
+    """Another process of a multi-process run stopped; the run resumes from its last epoch."""
+
+    exit_code = 1
+
+    def __init__(self, run: RunDir, reason: str) -> None:
+        super().__init__(
+            f"another process of the run stopped ({reason}); start them all again with "
+            f"--resume {run.path} (scripts/launch_workers.py passes it to each)"
+        )
+        self.run = run
+
+
 class ExportError(MnistKerasError):
     """A model could not be exported."""
 

@@ -40,9 +40,10 @@ from mnist_keras.data import (
     split_validation,
     whole_epochs,
 )
-from mnist_keras.distribute import is_worker, make_strategy, worker_scratch, xla_allowed
+from mnist_keras.distribute import Distribution, is_worker, make_distribution, worker_scratch
 from mnist_keras.errors import (
     ConfigError,
+    PeerLost,
     TrainingDiverged,
     TrainingInterrupted,
     first_line,
@@ -70,7 +71,7 @@ class Fitted:
     history: list[dict[str, float]]
     train_seconds: float  # wall time of model.fit in this process
     samples_per_second: float  # steady state: the first epoch (tracing, warm-up) excluded
-    replicas: int  # model copies that shared each step (tf.distribute)
+    replicas: int  # model copies that shared each step (distribute.py)
 
 
 @dataclass(frozen=True)
@@ -112,12 +113,14 @@ def run(
     resume: Path | None = None,
     datasets: Mnist | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
+    distribution: Distribution | None = None,
 ) -> TrainResult:
     """Train `config` in a new run folder under `runs_dir` (or `resume` one), evaluate, export.
 
     Args:
         datasets: arrays to use instead of loading `config.data` (tests inject data this way).
         callbacks: extra Keras callbacks, such as the CLI's progress display.
+        distribution: `make_distribution(config.distribute)`, when the caller made it already.
 
     Raises:
         ConfigError: in a multi-worker worker, which trains with `run_worker` instead.
@@ -125,17 +128,17 @@ def run(
     """
     if is_worker(config.distribute):
         raise ConfigError(
-            "--distribute multi-worker: this process is a worker (TF_CONFIG), not the chief; "
+            "--distribute multi-worker: this process is a worker, not the chief; "
             "it trains with run_worker(), and the chief writes the run"
         )
-    config, strategy, data, split = _prepare(config, datasets)
+    config, distribution, data, split = _prepare(config, datasets, distribution)
     run_dir = open_run_dir(resume) if resume else _start_run(runs_dir, config, data.source)
     history = read_history(run_dir.history_csv)
     if len(history) >= config.epochs and run_dir.best_checkpoint.is_file():
         # Stopped after training, while evaluating or exporting (the backup is gone by then).
-        fitted = Fitted(history, 0.0, 0.0, strategy.num_replicas_in_sync)
+        fitted = Fitted(history, 0.0, 0.0, distribution.replicas)
     else:
-        fitted = fit(config, split, run_dir, callbacks, strategy)
+        fitted = fit(config, split, run_dir, callbacks, distribution)
     return finish(config, data, run_dir, fitted)
 
 
@@ -144,24 +147,27 @@ def run_worker(
     resume: Path | None = None,
     datasets: Mnist | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
+    distribution: Distribution | None = None,
 ) -> Fitted:
     """A multi-worker process other than the chief: train with the others; the chief evaluates,
     exports and writes the run folder."""
-    config, strategy, _, split = _prepare(config, datasets)
+    config, distribution, _, split = _prepare(config, datasets, distribution)
     with worker_scratch(resume) as run_dir:
-        return fit(config, split, run_dir, callbacks, strategy)
+        return fit(config, split, run_dir, callbacks, distribution)
 
 
 def _prepare(
-    config: TrainConfig, datasets: Mnist | None
-) -> tuple[TrainConfig, tf.distribute.Strategy, Mnist, Split]:
-    """The strategy, the data and its validation split, and the config as it will run."""
-    strategy = make_strategy(config.distribute)  # first: multi-worker must precede any TF op
+    config: TrainConfig, datasets: Mnist | None, distribution: Distribution | None
+) -> tuple[TrainConfig, Distribution, Mnist, Split]:
+    """The distribution, the data and its validation split, and the config as it will run."""
+    # First: multi-worker training must start before any TensorFlow or JAX computation.
+    distribution = distribution or make_distribution(config.distribute)
     data = (datasets or load_mnist(config.data)).head(config.train_samples, config.test_samples)
     split = split_validation(data.x_train, data.y_train, config.validation_size, config.seed)
-    config = whole_epochs(config, len(split.x_train), strategy.num_replicas_in_sync)
-    config = dataclasses.replace(config, jit_compile=config.jit_compile and xla_allowed(strategy))
-    return config, strategy, data, split
+    n = len(split.x_train)
+    config = whole_epochs(config, n, distribution.replicas, distribution.whole_batches)
+    jit_compile = config.jit_compile and distribution.compile_allowed
+    return dataclasses.replace(config, jit_compile=jit_compile), distribution, data, split
 
 
 def _start_run(runs_dir: Path, config: TrainConfig, source: str) -> RunDir:
@@ -175,13 +181,15 @@ def fit(
     split: Split,
     run_dir: RunDir,
     callbacks: Sequence[keras.callbacks.Callback],
-    strategy: tf.distribute.Strategy,
+    distribution: Distribution,
 ) -> Fitted:
     """Fit, saving into `run_dir`; raise TrainingInterrupted on Ctrl-C, TrainingDiverged on NaN."""
     try:
-        seconds, samples_per_second = _fit_model(config, split, run_dir, callbacks, strategy)
+        seconds, samples_per_second = _fit_model(config, split, run_dir, callbacks, distribution)
     except KeyboardInterrupt as exc:
         raise TrainingInterrupted(run_dir) from exc
+    except distribution.peer_lost as exc:
+        raise PeerLost(run_dir, f"{type(exc).__name__} in a collective") from exc
     history = read_history(run_dir.history_csv)
     if not history or math.isnan(history[-1].get("loss", math.nan)):
         reason = f"loss became NaN at epoch {len(history) or 1}"
@@ -189,7 +197,7 @@ def fit(
             run_dir.metrics_json, {"status": "diverged", "reason": reason, "history": history}
         )
         raise TrainingDiverged(f"{reason}: lower --learning-rate; {_left_after(run_dir, history)}")
-    return Fitted(history, seconds, samples_per_second, strategy.num_replicas_in_sync)
+    return Fitted(history, seconds, samples_per_second, distribution.replicas)
 
 
 def _left_after(run_dir: RunDir, history: list[dict[str, float]]) -> str:
@@ -231,26 +239,31 @@ def _fit_model(
     split: Split,
     run_dir: RunDir,
     extra: Sequence[keras.callbacks.Callback],
-    strategy: tf.distribute.Strategy,
+    distribution: Distribution,
 ) -> tuple[float, float]:
     """Build and fit a fresh model (BackupAndRestore reloads its state on resume); return the
     seconds it took and its steady samples per second."""
     done = read_history(run_dir.history_csv)  # epochs an interrupted run finished
-    replicas = strategy.num_replicas_in_sync
-    steps = epoch_steps(config, len(split.x_train), replicas)
-    batch = config.batch_size * replicas  # the global batch: --batch-size on every replica
-    val = make_dataset(split.x_val, split.y_val, batch) if len(split.x_val) else None
-    # Measured before seeding: loading a model draws from the random generators.
-    callbacks = make_callbacks(run_dir, _checkpoint_score(run_dir, val), validate=val is not None)
+    whole = distribution.whole_batches
+    steps = epoch_steps(config, len(split.x_train), distribution.replicas, whole)
+    batch = distribution.global_batch(config.batch_size)  # --batch-size on every replica
+    val, val_steps = _validation(split, batch, whole)
+    # Measured before seeding, and in this process alone: loading a model draws from the random
+    # generators.
+    score = _checkpoint_score(run_dir, val, val_steps)
+    callbacks = make_callbacks(run_dir, score, validate=val is not None)
     keras.utils.set_random_seed(config.seed)
-    with strategy.scope():  # the variables are mirrored on every replica
+    with distribution.scope():  # the variables are mirrored on every replica
         model = build_model(config, steps)
-    train = make_dataset(split.x_train, split.y_train, batch, config.seed, len(done) * steps)
+    skip = len(done) * steps
+    train = make_dataset(split.x_train, split.y_train, batch, config.seed, skip, whole)
     start = time.perf_counter()
-    with interrupt_between_steps() as interrupt:
+    # On JAX, fit shards each global batch between the processes in the distribution's scope.
+    with distribution.scope(), interrupt_between_steps() as interrupt:
         model.fit(
             train,
             validation_data=val,
+            validation_steps=val_steps,
             epochs=config.epochs,
             steps_per_epoch=steps,
             callbacks=[*callbacks, *extra, interrupt],
@@ -258,12 +271,29 @@ def _fit_model(
             verbose=0,
         )  # the dataset shuffles, seeded
     seconds = time.perf_counter() - start
-    per_epoch = steps * batch if config.steps_per_epoch else len(split.x_train)
+    per_epoch = steps * batch if config.steps_per_epoch or whole else len(split.x_train)
     timer = next(c for c in callbacks if isinstance(c, EpochTimer))
     return seconds, timer.samples_per_second(per_epoch)
 
 
-def _checkpoint_score(run_dir: RunDir, val: tf.data.Dataset | None) -> float | None:
+def _validation(
+    split: Split, batch: int, whole_batches: bool
+) -> tuple[tf.data.Dataset | None, int | None]:
+    """The validation batches and, with whole batches, the steps of one pass over them.
+
+    Sharded between processes, a dataset's length is unknown to Keras, which then warns at the
+    end of the first pass ("Your input ran out of data"); so it repeats, and Keras reads a pass.
+    """
+    if not whole_batches:
+        return (make_dataset(split.x_val, split.y_val, batch) if len(split.x_val) else None), None
+    steps = len(split.x_val) // batch
+    val = make_dataset(split.x_val, split.y_val, batch, whole_batches=True).repeat()
+    return (val, steps) if steps else (None, None)
+
+
+def _checkpoint_score(
+    run_dir: RunDir, val: tf.data.Dataset | None, steps: int | None
+) -> float | None:
     """Validation accuracy of the best checkpoint on disk (None before the first, or without a
     validation split): the score a resumed run must beat to replace it. Measured, not read from
     history.csv, because a kill can land after an epoch's history row and before its checkpoint
@@ -271,7 +301,7 @@ def _checkpoint_score(run_dir: RunDir, val: tf.data.Dataset | None) -> float | N
     if val is None or not run_dir.best_checkpoint.is_file():
         return None
     model = keras.saving.load_model(str(run_dir.best_checkpoint))
-    return float(model.evaluate(val, verbose=0, return_dict=True)["accuracy"])
+    return float(model.evaluate(val, steps=steps, verbose=0, return_dict=True)["accuracy"])
 
 
 def _best_val_accuracy(history: list[dict[str, float]]) -> float | None:
@@ -350,14 +380,29 @@ def read_hparams(path: Path) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     config = config_from_args(args)
-    shown = {**config.to_dict(), "data": source_name(config.data), "backend": BACKEND}
-    console.print_config(shown, "Configuration")
+    distribution = make_distribution(config.distribute)
+    console.print_config(_shown(config, distribution), "Configuration")
     progress = console.FitProgress()
     if is_worker(config.distribute):
-        console.print_worker_result(run_worker(config, args.resume, callbacks=[progress]))
+        fitted = run_worker(config, args.resume, None, [progress], distribution)
+        console.print_worker_result(fitted)
     else:
-        console.print_train_result(run(config, args.runs_dir, args.resume, callbacks=[progress]))
+        result = run(config, args.runs_dir, args.resume, None, [progress], distribution)
+        console.print_train_result(result)
     return 0
+
+
+def _shown(config: TrainConfig, distribution: Distribution) -> dict[str, Any]:
+    """The configuration table: the config, where the data comes from, the backend, and the
+    global batch where several replicas share a step."""
+    shown: dict[str, Any] = {}
+    for key, value in config.to_dict().items():
+        shown[key] = source_name(config.data) if key == "data" else value
+        if key == "batch_size" and distribution.replicas > 1:
+            shown["global_batch"] = (
+                f"{distribution.global_batch(value)} ({distribution.replicas} replicas)"
+            )
+    return {**shown, "backend": BACKEND}
 
 
 if __name__ == "__main__":
