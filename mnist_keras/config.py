@@ -20,7 +20,7 @@ SCHEDULES = ("constant", "cosine")  # the learning rate over training: see model
 APIS = ("sequential", "functional")
 ARCHS = ("mlp", "cnn")  # the network: see model.py
 INITIALIZERS = ("glorot", "normal")
-STRATEGIES = ("none", "mirrored", "multi-worker")  # tf.distribute: see distribute.py
+STRATEGIES = ("none", "mirrored", "multi-worker")  # see distribute.py
 # A --train-samples too small for the default validation split holds out this fraction of it.
 VALIDATION_FRACTION = 10
 
@@ -143,8 +143,9 @@ class TrainConfig:
     )
     distribute: str = option(
         "none",
-        "tf.distribute strategy: mirrored uses every local GPU (or the CPU), multi-worker the "
-        "cluster in TF_CONFIG (Keras 2 only); --batch-size is then per replica",
+        "how training is spread: mirrored over every local GPU (or the CPU; tf.distribute), "
+        "multi-worker over processes (Keras 2: TF_CONFIG; Keras 3: the JAX backend, "
+        "KERAS_DISTRIBUTION_*); --batch-size is then per replica",
     )
     # LiteRT by default: the files cost little beside training (see docs/serving.md, "ONNX and
     # LiteRT").

@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import keras
@@ -19,6 +20,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from helpers import (
+    assert_clean_failure,
     csv_epochs,
     kill_when,
     one_epoch_done,
@@ -227,3 +229,121 @@ def test_bench_trains_each_network_on_each_backend(tmp_path, capsys):
             assert row["epochs"] == 2 and row["fit_seconds"] > 0
     assert not rows[("mlp", "torch")]["jit_compile"]  # torch.compile: see backend.py
     assert "Keras backends, trained as `train` does" in out
+
+
+# Training across processes on JAX (keras.distribution over jax.distributed), started by the
+# launcher on 127.0.0.1. 2,500 training and 500 validation images in global batches of 100:
+# no short batch, so one process with the same global batch sees the very same batches.
+LAUNCHER = Path(__file__).parents[1] / "scripts" / "launch_workers.py"
+MULTI = pytest.mark.xdist_group("multi-process")
+ACROSS_ARGS = (
+    *("--epochs", "3", "--hidden-units", "64", "--validation-size", "500"),
+    *("--export-formats", "saved_model", "--runs-dir", "runs"),
+)
+
+
+def _launch(cwd: Path, *train_args: str) -> subprocess.Popen:
+    """The launcher with two JAX processes; its scratch under cwd/tmp, to see it removed."""
+    (cwd / "tmp").mkdir(exist_ok=True)
+    env = {**os.environ, **_env("jax"), "COLUMNS": "200", "TMPDIR": str(cwd / "tmp")}
+    return subprocess.Popen(
+        [sys.executable, str(LAUNCHER), "--workers", "2", "--logs", "logs", "--", *train_args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,  # its own process group: the test can end it and its processes
+    )
+
+
+def _finish(launcher: subprocess.Popen, timeout: float = 300) -> tuple[str, str]:
+    try:
+        return launcher.communicate(timeout=timeout)
+    finally:
+        if launcher.poll() is None:
+            os.killpg(launcher.pid, signal.SIGKILL)
+            launcher.wait()
+
+
+@pytest.fixture(scope="module")
+def across(head, tmp_path_factory) -> tuple[RunDir, str, Path]:
+    """A run trained by two JAX processes, --batch-size 50 each; the chief's output; its folder."""
+    cwd = tmp_path_factory.mktemp("across")
+    launcher = _launch(cwd, "--data", str(head), *ACROSS_ARGS, "--batch-size", "50")
+    out, err = _finish(launcher)
+    assert launcher.returncode == 0, (out + err)[-4000:]
+    return _only_run(cwd), out, cwd
+
+
+@MULTI
+def test_two_processes_train_as_one_process_with_their_global_batch(across, head, tmp_path):
+    run, out, cwd = across
+    one, _, _ = _finished("train", "jax", tmp_path, "--data", str(head), *ACROSS_ARGS,
+                          "--batch-size", "100")  # fmt: skip
+    assert "global_batch" in out and "100 (2 replicas)" in out
+    config = json.loads(run.config_json.read_text())
+    assert config["config"]["distribute"] == "multi-worker" and config["config"]["batch_size"] == 50
+    two, single = _metrics(run), _metrics(one)
+    assert two["replicas"] == 2 and single["replicas"] == 1
+    # The same batches, masks and initial weights: the same run, to float rounding.
+    assert two["test_accuracy"] == pytest.approx(single["test_accuracy"], abs=0.003)
+    for mine, theirs in zip(two["history"], single["history"], strict=True):
+        assert mine["loss"] == pytest.approx(theirs["loss"], rel=1e-4)
+    assert (run.export / "mnist" / "1" / "saved_model.pb").is_file()
+    # Process 0 alone wrote: one run folder, the other's scratch gone, its output in its log.
+    assert [p.name for p in (cwd / "runs").iterdir()] == [run.path.name]
+    assert not list((cwd / "tmp").iterdir())
+    assert "worker done: 3 epochs" in (cwd / "logs" / "worker-1.log").read_text()
+
+
+def _process(launcher: subprocess.Popen, index: int) -> int:
+    """The pid of the launcher's training process `index`."""
+    for pid in Path(f"/proc/{launcher.pid}/task/{launcher.pid}/children").read_text().split():
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        if f"KERAS_DISTRIBUTION_PROCESS_ID={index}".encode() in environ:
+            return int(pid)
+    raise AssertionError(f"no process {index}")
+
+
+@MULTI
+def test_a_killed_process_ends_the_run_and_resume_replays_it(across, head, tmp_path):
+    whole, _, _ = across
+    launcher = _launch(tmp_path, "--data", str(head), *ACROSS_ARGS, "--batch-size", "50")
+    try:
+        deadline = time.monotonic() + 240
+        while not one_epoch_done(tmp_path / "runs")():
+            assert launcher.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+        os.kill(_process(launcher, 1), signal.SIGKILL)
+        killed = time.monotonic()
+        out, err = _finish(launcher, timeout=120)
+    finally:
+        if launcher.poll() is None:
+            os.killpg(launcher.pid, signal.SIGKILL)
+            launcher.wait()
+    assert launcher.returncode == 128 + signal.SIGKILL, err[-3000:]
+    assert time.monotonic() - killed < 30  # the chief is ended, never left hanging
+    assert "process 1 was killed by SIGKILL; ending the others" in err
+    run = _only_run(tmp_path)
+    assert not run.export.exists() and not list((tmp_path / "tmp").iterdir())
+    # Every process continues from the chief's last finished epoch, to the run never killed.
+    launcher = _launch(tmp_path, "--resume", str(run.path))
+    out, err = _finish(launcher)
+    assert launcher.returncode == 0, (out + err)[-4000:]
+    assert csv_epochs(run) == [0, 1, 2]  # no finished epoch ran again
+    assert run.history_csv.read_text() == whole.history_csv.read_text()
+    assert _metrics(run)["test_accuracy"] == _metrics(whole)["test_accuracy"]
+
+
+@pytest.mark.parametrize(
+    "backend, env, message",
+    [
+        ("jax", {}, "needs KERAS_DISTRIBUTION_JOB_ADDRESSES, KERAS_DISTRIBUTION_NUM_PROCESSES"),
+        ("torch", {}, "KERAS_BACKEND=jax"),
+    ],
+)
+def test_multi_worker_is_refused_in_one_line_where_it_cannot_run(backend, env, message, tmp_path):
+    args = ("--distribute", "multi-worker", "--runs-dir", "runs")
+    result = run_cli("train", *args, cwd=tmp_path, env={**_env(backend), **env})
+    assert_clean_failure(result, message, [tmp_path / "runs"])

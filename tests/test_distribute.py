@@ -1,5 +1,6 @@
-"""tf.distribute: mirrored training matches undistributed training; multi-worker runs on Keras 2
-through the launcher (only the chief writes) and is refused, clearly, on Keras 3."""
+"""Distribution: mirrored training matches undistributed training; multi-worker runs on Keras 2
+through the launcher (only the chief writes) and is refused, clearly, on Keras 3's TensorFlow
+backend; the launcher's cluster and failures. Keras 3 on JAX across processes: test_backends.py."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from helpers import (
 
 from mnist_keras.compat import KERAS_3, MULTI_WORKER_ISSUE
 from mnist_keras.config import TrainConfig
-from mnist_keras.distribute import is_chief
+from mnist_keras.distribute import PROCESS_ID, is_chief
 from mnist_keras.errors import ConfigError
 from mnist_keras.train import run
 
@@ -68,13 +69,36 @@ def test_launcher_ends_every_worker_when_any_one_fails():
                 proc.wait()
 
 
+def test_launcher_reports_a_killed_process_with_the_shells_exit_code(capsys):
+    launcher = _launcher()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    killed = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        killed.kill()
+        assert launcher.wait_all([sleeper, killed]) == 128 + signal.SIGKILL
+        assert sleeper.poll() is not None
+        assert "process 1 was killed by SIGKILL; ending the others" in capsys.readouterr().err
+    finally:
+        for proc in (sleeper, killed):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
 def test_launcher_gives_each_worker_its_task():
     launcher = _launcher()
     ports = launcher.free_ports(3)
     assert len(set(ports)) == 3
     configs = [json.loads(launcher.tf_config(ports, i)) for i in range(3)]
     assert {c["task"]["index"] for c in configs} == {0, 1, 2}
-    assert configs[0]["cluster"]["worker"] == [f"127.0.0.1:{port}" for port in ports]
+    addresses = [f"127.0.0.1:{port}" for port in ports]
+    assert configs[0]["cluster"]["worker"] == addresses
+    # The same cluster in Keras's own variables (keras.distribution.initialize reads them).
+    for index in range(3):
+        keras_vars = launcher.keras_cluster(ports, index)
+        assert keras_vars["KERAS_DISTRIBUTION_JOB_ADDRESSES"] == ",".join(addresses)
+        assert keras_vars["KERAS_DISTRIBUTION_NUM_PROCESSES"] == "3"
+        assert keras_vars["KERAS_DISTRIBUTION_PROCESS_ID"] == str(index)
 
 
 @pytest.mark.parametrize(
@@ -99,6 +123,7 @@ def test_launcher_gives_each_worker_its_task():
         ),
     ],
 )
+@pytest.mark.skipif(KERAS_3, reason="Keras 3 names its chief by KERAS_DISTRIBUTION_PROCESS_ID")
 def test_is_chief_follows_tensorflow_convention(monkeypatch, tf_config, chief):
     if tf_config is None:
         monkeypatch.delenv("TF_CONFIG", raising=False)
@@ -107,9 +132,30 @@ def test_is_chief_follows_tensorflow_convention(monkeypatch, tf_config, chief):
     assert is_chief() is chief
 
 
+@pytest.mark.skipif(KERAS_3, reason="Keras 3 names its chief by KERAS_DISTRIBUTION_PROCESS_ID")
 def test_bad_tf_config_is_a_config_error(monkeypatch):
     monkeypatch.setenv("TF_CONFIG", "{not json")
     with pytest.raises(ConfigError, match="TF_CONFIG is not valid JSON"):
+        is_chief()
+
+
+@pytest.mark.skipif(not KERAS_3, reason="Keras 2 names its chief in TF_CONFIG")
+@pytest.mark.parametrize("process_id, chief", [(None, True), ("0", True), ("1", False)])
+def test_process_0_is_the_chief_on_keras_3(monkeypatch, process_id, chief):
+    # TF_CONFIG says otherwise: Keras 3 trains across processes with keras.distribution.
+    tf_config = {"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}}
+    monkeypatch.setenv("TF_CONFIG", json.dumps(tf_config))
+    if process_id is None:
+        monkeypatch.delenv(PROCESS_ID, raising=False)
+    else:
+        monkeypatch.setenv(PROCESS_ID, process_id)
+    assert is_chief() is chief
+
+
+@pytest.mark.skipif(not KERAS_3, reason="Keras 2 names its chief in TF_CONFIG")
+def test_bad_process_id_is_a_config_error(monkeypatch):
+    monkeypatch.setenv(PROCESS_ID, "first")
+    with pytest.raises(ConfigError, match="KERAS_DISTRIBUTION_PROCESS_ID='first' is not a whole"):
         is_chief()
 
 
@@ -125,7 +171,7 @@ def test_keras_3_refuses_multi_worker_at_once(tmp_path, tiny):
         env={"TF_CONFIG": json.dumps({"cluster": {"worker": ["127.0.0.1:1"]}, "task": {}})},
     )
     assert_clean_failure(result, MULTI_WORKER_ISSUE, [tmp_path / "runs"])
-    assert "--distribute mirrored" in result.stderr and "constraints-keras2.txt" in result.stderr
+    assert "KERAS_BACKEND=jax" in result.stderr and "constraints-keras2.txt" in result.stderr
 
 
 @pytest.mark.slow
