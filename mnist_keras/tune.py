@@ -32,6 +32,7 @@ from mnist_keras.compat import (
 )
 from mnist_keras.config import (
     SHARED_FLAGS,
+    STRATEGIES,
     TUNE_CHOICES,
     TUNERS,
     TrainConfig,
@@ -484,10 +485,22 @@ def build_parser() -> console.Parser:
         help=f"where the final training run goes (default: {DEFAULT_RUNS_DIR})",
     )
     add_train_flags(p, SHARED_FLAGS)
+    p.add_argument(
+        "--distribute",
+        choices=STRATEGIES,
+        default="none",
+        help="none only: each trial trains in one process; spread a search over processes and "
+        "hosts with --role chief|worker, then train the best model with train --distribute",
+    )
     return p
 
 
 def config_from_args(args: Any) -> TuneConfig:
+    if args.distribute != "none":
+        raise ConfigError(
+            f"--distribute {args.distribute}: a search trains each trial in one process; spread "
+            "it over processes and hosts with --role chief|worker (docs/distributed.md)"
+        )
     base = resolve_config(**given(args, SHARED_FLAGS))
     return TuneConfig(base=base, **given(args, option_fields(TuneConfig)))
 

@@ -513,6 +513,7 @@ def test_chief_and_two_workers_share_the_trials(tmp_path):
         (["--role", "worker"], "--oracle goes with --role chief|worker"),
         (["--role", "chief", "--oracle", "nohost"], "--oracle must be HOST:PORT"),
         (["--data", "/nonexistent"], "/nonexistent: no such file or folder"),
+        (["--distribute", "multi-worker"], "a search trains each trial in one process"),
     ],
 )
 def test_cli_bad_input(tmp_path, args, message):
