@@ -7,8 +7,9 @@ on Keras 3, the same names over TensorFlow on Keras 2, which has no `keras.ops`)
 What each backend cannot do, and what the package does instead:
 - TensorBoard's graph of the model is a TensorFlow graph: drawn on TensorFlow, skipped elsewhere
   with one line (`callbacks.GraphWriter`).
-- `tf.distribute` strategies place TensorFlow variables: JAX and PyTorch train on one device
-  (`distribute.make_strategy` refuses the others with one line).
+- `tf.distribute` strategies place TensorFlow variables: off TensorFlow, `multi-worker` runs on
+  JAX through `keras.distribution`, and the rest is refused with one line
+  (`distribute.make_distribution`).
 - PyTorch runs one batch per call: `--steps-per-execution` becomes 1 there (`data.whole_epochs`,
   recorded in config.json). `compiled` says when the step is compiled, on each backend
   (metrics.json records it).

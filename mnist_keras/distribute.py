@@ -24,6 +24,7 @@ import keras
 from mnist_keras.backend import BACKEND, TENSORFLOW
 from mnist_keras.compat import MULTI_WORKER_FIT, MULTI_WORKER_ISSUE
 from mnist_keras.errors import ConfigError, TrainingInterrupted, first_line
+from mnist_keras.quiet import native_output
 from mnist_keras.runs import RunDir, scratch_run_dir
 
 # Keras's own names for a process's place in a multi-process run (keras.distribution.initialize).
@@ -73,7 +74,7 @@ def _tf_distribution(name: str) -> Distribution:
     if name == "mirrored":
         strategy = tf.distribute.MirroredStrategy()  # every local GPU, or the CPU when none
     elif name == "multi-worker":
-        _check_cluster("TF_CONFIG", ("TF_CONFIG",))
+        _check_cluster("tf.distribute", ("TF_CONFIG",))
         strategy = tf.distribute.MultiWorkerMirroredStrategy()  # cluster from TF_CONFIG
     else:
         strategy = tf.distribute.get_strategy()  # the default: one device, no distribution
@@ -86,9 +87,11 @@ def _tf_distribution(name: str) -> Distribution:
 
 def _keras_distribution() -> Distribution:
     """Data parallelism over every device of every process (jax.distributed; on CPUs, gloo)."""
-    _check_cluster("KERAS_BACKEND=jax", JAX_CLUSTER)
+    _check_cluster("keras.distribution on JAX", JAX_CLUSTER)
     try:
-        keras.distribution.initialize()  # reads the KERAS_DISTRIBUTION_* variables
+        # It reads the KERAS_DISTRIBUTION_* variables; gloo prints its connection on stdout.
+        with native_output(1):
+            keras.distribution.initialize()
     except (ValueError, RuntimeError) as exc:
         raise ConfigError(f"--distribute multi-worker: {first_line(exc)}") from exc
     import jax

@@ -24,30 +24,37 @@ from typing import Any
 VERBOSE = os.environ.get("MNIST_KERAS_VERBOSE", "0") not in ("", "0")
 
 
+def native_stderr() -> contextlib.AbstractContextManager[None]:
+    """Capture what anything, native code included, writes to stderr in the block (see
+    `native_output`)."""
+    return native_output(2)
+
+
 @contextlib.contextmanager
-def native_stderr() -> Iterator[None]:
-    """Capture what anything, native code included, writes to file descriptor 2 in the block;
-    write it out after all if the block raises, or when VERBOSE."""
+def native_output(fd: int) -> Iterator[None]:
+    """Capture what anything, native code included, writes to file descriptor `fd` (1, 2) in
+    the block; write it out after all if the block raises, or when VERBOSE."""
     if VERBOSE:
         yield
         return
-    sys.stderr.flush()
-    saved = os.dup(2)
+    stream = sys.stdout if fd == 1 else sys.stderr
+    stream.flush()
+    saved = os.dup(fd)
     with tempfile.TemporaryFile() as capture:
-        os.dup2(capture.fileno(), 2)
+        os.dup2(capture.fileno(), fd)
         try:
             yield
         except BaseException:
-            _restore(saved)
+            _restore(saved, fd, stream)
             capture.seek(0)
-            os.write(2, capture.read())
+            os.write(fd, capture.read())
             raise
-        _restore(saved)
+        _restore(saved, fd, stream)
 
 
-def _restore(saved: int) -> None:
-    sys.stderr.flush()
-    os.dup2(saved, 2)
+def _restore(saved: int, fd: int, stream: Any) -> None:
+    stream.flush()
+    os.dup2(saved, fd)
     os.close(saved)
 
 

@@ -129,7 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     logs = args.logs or Path(tempfile.mkdtemp(prefix="mnist-keras-workers-"))
     logs.mkdir(parents=True, exist_ok=True)
     ports = free_ports(args.workers)
-    print(f"{args.workers} workers; worker 0 is the chief; the others log to {logs}", flush=True)
+    print(
+        f"{args.workers} processes; process 0 writes the run; the others log to {logs}", flush=True
+    )
     scratch = Path(tempfile.mkdtemp(prefix="mnist-keras-scratch-"))
     try:
         procs = [start(i, ports, args.train_args, logs, scratch) for i in range(args.workers)]

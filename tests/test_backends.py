@@ -267,18 +267,20 @@ def _finish(launcher: subprocess.Popen, timeout: float = 300) -> tuple[str, str]
 
 
 @pytest.fixture(scope="module")
-def across(head, tmp_path_factory) -> tuple[RunDir, str, Path]:
-    """A run trained by two JAX processes, --batch-size 50 each; the chief's output; its folder."""
+def across(head, tmp_path_factory) -> tuple[RunDir, tuple[str, str], Path]:
+    """A run trained by two JAX processes, --batch-size 50 each; the chief's output (stdout,
+    stderr); its folder."""
     cwd = tmp_path_factory.mktemp("across")
     launcher = _launch(cwd, "--data", str(head), *ACROSS_ARGS, "--batch-size", "50")
     out, err = _finish(launcher)
     assert launcher.returncode == 0, (out + err)[-4000:]
-    return _only_run(cwd), out, cwd
+    return _only_run(cwd), (out, err), cwd
 
 
 @MULTI
 def test_two_processes_train_as_one_process_with_their_global_batch(across, head, tmp_path):
-    run, out, cwd = across
+    run, (out, err), cwd = across
+    assert err == "" and "[Gloo]" not in out  # quiet: gloo's connection notice included
     one, _, _ = _finished("train", "jax", tmp_path, "--data", str(head), *ACROSS_ARGS,
                           "--batch-size", "100")  # fmt: skip
     assert "global_batch" in out and "100 (2 replicas)" in out
