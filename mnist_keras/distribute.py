@@ -105,11 +105,15 @@ def _keras_distribution() -> Distribution:
 
 
 def _refuse_keras_3_multi_worker() -> Distribution:
+    why = (
+        f": it cannot fit under MultiWorkerMirroredStrategy ({MULTI_WORKER_ISSUE}); or use a "
+        "Keras 2.15 environment (pip install -c constraints-keras2.txt -e .)"
+        if TENSORFLOW
+        else ""
+    )
     raise ConfigError(
         f"--distribute multi-worker: Keras {keras.__version__} trains across processes on the "
-        f"JAX backend (KERAS_BACKEND=jax, keras.distribution), not on {BACKEND}: it cannot fit "
-        f"under MultiWorkerMirroredStrategy ({MULTI_WORKER_ISSUE}); or use a Keras 2.15 "
-        "environment (pip install -c constraints-keras2.txt -e .)"
+        f"JAX backend (KERAS_BACKEND=jax, keras.distribution), not on {BACKEND}{why}"
     )
 
 
