@@ -335,6 +335,12 @@ class TuneConfig:
     oracle: str | None = option(None, "the chief's oracle address (chief and workers)", "HOST:PORT")
     worker_id: str | None = option(None, "a worker's unique name", "NAME")
     connect_timeout: float = option(60.0, "seconds a worker waits for the chief's oracle", "S")
+    worker_timeout: float = option(
+        60.0,
+        "seconds a worker may stay silent while it runs a trial before the chief gives the "
+        "trial to another; workers report several times within it (give all the same value)",
+        "S",
+    )
     base: TrainConfig = dataclasses.field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
@@ -347,7 +353,8 @@ class TuneConfig:
         for name in ("max_trials", "max_epochs", "executions_per_trial"):
             check(getattr(self, name) > 0, name, "must be a positive integer")
         check(self.patience >= 0, "patience", "must be 0 (off) or a positive integer")
-        check(self.connect_timeout > 0, "connect_timeout", "must be a positive number")
+        for name in ("connect_timeout", "worker_timeout"):
+            check(getattr(self, name) > 0, name, "must be a positive number")
         for name, allowed in TUNE_CHOICES.items():
             check(getattr(self, name) in allowed, name, f"must be one of {', '.join(allowed)}")
         distributed = self.role != "standalone"

@@ -50,6 +50,14 @@ from mnist_keras.data import (
 )
 from mnist_keras.errors import ConfigError, TuneError
 from mnist_keras.flags import add_flags, flag_name, given, option_fields
+from mnist_keras.leases import (
+    RECONNECT_BACKOFF,
+    WorkerLeases,
+    heartbeat,
+    heartbeat_interval,
+    patient_client,
+    resume_ongoing_trials,
+)
 from mnist_keras.model import build_model
 from mnist_keras.runs import DEFAULT_RUNS_DIR, read_json, write_json
 from mnist_keras.train import TrainResult, run
@@ -73,6 +81,7 @@ RUN_FIELDS = (
     "oracle",
     "worker_id",
     "connect_timeout",
+    "worker_timeout",
     "base",
 )
 # Nor does it hold the training values no trial depends on: where the data was read from (its
@@ -126,6 +135,8 @@ class _TrialLog:
     """Tuner mixin: time each trial, log who ran it in its folder, and tell an observer."""
 
     observer: Any = None  # an object with trial_begun(trial) and trial_ended(row), or None
+    heartbeat_s: float | None = None  # a worker's: how often it tells the chief it still trains
+    leases: WorkerLeases | None = None  # the chief's
 
     def on_trial_begin(self, trial: kt.engine.trial.Trial) -> None:
         super().on_trial_begin(trial)
@@ -134,7 +145,8 @@ class _TrialLog:
             self.observer.trial_begun(trial)
 
     def run_trial(self, trial: kt.engine.trial.Trial, *args: Any, **kwargs: Any) -> Any:
-        histories = super().run_trial(trial, *args, **kwargs)
+        with heartbeat(self.oracle, trial.trial_id, self.heartbeat_s):
+            histories = super().run_trial(trial, *args, **kwargs)
         self._trial_epochs = max(len(h.history.get(OBJECTIVE, [])) for h in histories)
         return histories
 
@@ -180,6 +192,12 @@ def make_tuner(config: TuneConfig, steps_per_epoch: int, observer: Any = None) -
             **sizes,
         )
     tuner.observer = observer
+    if config.role == "chief":
+        resume_ongoing_trials(tuner.oracle, project_dir(config))
+        tuner.leases = WorkerLeases(tuner.oracle, config.worker_timeout)
+    elif config.role == "worker":
+        patient_client(tuner.oracle, config.oracle)
+        tuner.heartbeat_s = heartbeat_interval(config.worker_timeout)
     return tuner
 
 
@@ -459,10 +477,7 @@ def distributed_environment(config: TuneConfig) -> dict[str, str]:
 
 def wait_for_oracle(address: str, timeout: float) -> None:
     """Block until the chief's oracle answers; keras-tuner's own client would wait an hour."""
-    # gRPC's default backoff waits up to minutes between tries: a worker started before its chief
-    # would connect long after it and find the trials shared out (or the chief gone).
-    backoff = [("grpc.initial_reconnect_backoff_ms", 200), ("grpc.max_reconnect_backoff_ms", 1000)]
-    channel = grpc.insecure_channel(address, options=backoff)
+    channel = grpc.insecure_channel(address, options=RECONNECT_BACKOFF)
     try:
         grpc.channel_ready_future(channel).result(timeout=timeout)
     except grpc.FutureTimeoutError as exc:

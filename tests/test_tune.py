@@ -12,8 +12,11 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import grpc
 import keras
 import keras_tuner as kt
 import numpy as np
@@ -27,10 +30,13 @@ from helpers import (
     tensorboard_tags,
     write_idx_folder,
 )
+from keras_tuner.src.distribute.oracle_chief import exit_chief
 
 from mnist_keras.compat import atomic_tuner_writes
 from mnist_keras.config import TuneConfig, resolve_config
 from mnist_keras.errors import ConfigError, TuneError
+from mnist_keras.leases import heartbeat, heartbeat_interval
+from mnist_keras.runs import read_json
 from mnist_keras.train import build_parser as train_parser
 from mnist_keras.train import config_from_args as train_config_from_args
 from mnist_keras.tune import (
@@ -49,6 +55,7 @@ from mnist_keras.tune import (
     default_score,
     distributed_environment,
     main,
+    make_tuner,
     project_dir,
     search,
     search_data,
@@ -294,7 +301,9 @@ def test_a_search_from_before_the_record_is_refused(tmp_path, tiny, finished_sea
 
 def test_workers_share_their_chiefs_definition(tmp_path, tiny):
     chief = _config(tmp_path, role="chief", oracle="127.0.0.1:9", connect_timeout=5)
-    worker = dataclasses.replace(chief, role="worker", worker_id="w1", connect_timeout=99)
+    worker = dataclasses.replace(
+        chief, role="worker", worker_id="w1", connect_timeout=99, worker_timeout=7
+    )
     definition = search_definition(chief, tiny)
     assert search_definition(worker, tiny) == definition
     assert search_definition(dataclasses.replace(chief, max_trials=30), tiny) == definition
@@ -498,6 +507,190 @@ def test_chief_and_two_workers_share_the_trials(tmp_path):
     assert json.loads((run_dir / "config.json").read_text())["config"]["arch"] == "mlp"
 
 
+# A worker's silence the tests below wait out: longer than any of their steps takes.
+SILENCE = 1.0
+
+
+@pytest.fixture
+def chief(tmp_path, monkeypatch):
+    """Makes a chief's tuner as `tune --role chief` does (resumed when its folder holds a
+    search); the tests call its oracle as the workers' requests to its server would."""
+    made = []
+
+    def make(**overrides) -> kt.Tuner:
+        config = _config(
+            tmp_path, role="chief", oracle="127.0.0.1:9", worker_timeout=SILENCE, **overrides
+        )
+        for name, value in distributed_environment(config).items():
+            monkeypatch.setenv(name, value)
+        made.append(make_tuner(config, steps_per_epoch=1))
+        made[-1].save()  # as search() does before it serves: what a restarted chief reloads
+        return made[-1]
+
+    yield make
+    for tuner in made:
+        tuner.leases.close()
+
+
+def _complete(oracle: kt.Oracle, trial) -> None:
+    """A worker's report of `trial`, trained and scored."""
+    oracle.update_trial(trial.trial_id, {"val_accuracy": 0.5})
+    trial.status = "COMPLETED"
+    oracle.end_trial(trial)
+
+
+def _ran_once(oracle: kt.Oracle, *trials) -> bool:
+    ended = oracle.get_state()["end_order"]
+    return sorted(ended) == sorted(t.trial_id for t in trials)
+
+
+def test_a_silent_workers_trial_goes_to_a_waiting_worker(chief):
+    oracle = chief().oracle
+    lost, done = oracle.create_trial("w1"), oracle.create_trial("w2")
+    _complete(oracle, done)
+    # No trial is left to start, but w1's may come back to run: w2 waits (IDLE), not stops.
+    assert oracle.create_trial("w2").status == "IDLE"
+    time.sleep(SILENCE * 0.7)
+    oracle.get_trial(lost.trial_id)  # w1's heartbeat
+    time.sleep(SILENCE * 0.7)
+    assert oracle.create_trial("w2").status == "IDLE"  # w1 spoke within the timeout
+    time.sleep(SILENCE * 1.3)
+    again = oracle.create_trial("w2")
+    assert (again.trial_id, again.status) == (lost.trial_id, "RUNNING")
+    assert not exit_chief(oracle)
+    _complete(oracle, again)
+    assert oracle.create_trial("w2").status == "STOPPED"
+    assert exit_chief(oracle) and _ran_once(oracle, lost, done)  # w1 is not waited for
+
+
+def test_the_chief_waits_for_a_waiting_worker_unless_it_is_lost(chief):
+    oracle = chief().oracle
+    first, last = oracle.create_trial("w1"), oracle.create_trial("w2")
+    _complete(oracle, first)
+    assert oracle.create_trial("w1").status == "IDLE"  # w1 waits, and is killed
+    for _ in range(3):
+        time.sleep(SILENCE * 0.5)
+        oracle.get_trial(last.trial_id)  # w2's heartbeat
+        assert oracle.create_trial("w3").status == "IDLE"  # w3 waits, and asks again
+    _complete(oracle, last)
+    assert oracle.create_trial("w2").status == "STOPPED"
+    assert not exit_chief(oracle)  # w3 has yet to hear that the search is over; w1 never will
+    assert oracle.create_trial("w3").status == "STOPPED"
+    assert exit_chief(oracle) and _ran_once(oracle, first, last)
+
+
+def test_a_trial_reported_by_a_worker_thought_lost_does_not_run_again(chief):
+    oracle = chief(max_trials=3).oracle
+    slow, lost, last = (oracle.create_trial(worker) for worker in ("w1", "w2", "w3"))
+    time.sleep(SILENCE * 0.6)
+    oracle.get_trial(last.trial_id)  # w3's heartbeat, and none from w1 and w2
+    time.sleep(SILENCE * 0.7)
+    _complete(oracle, last)
+    taken = oracle.create_trial("w3")  # w1's and w2's trials went back to run: w3 takes one
+    assert taken.trial_id in (slow.trial_id, lost.trial_id)
+    _complete(oracle, slow if taken.trial_id == lost.trial_id else lost)  # the other reports
+    _complete(oracle, taken)
+    assert oracle.create_trial("w3").status == "STOPPED"
+    assert exit_chief(oracle) and _ran_once(oracle, slow, lost, last)
+
+
+def test_a_restarted_chief_gives_each_running_trial_back_to_its_worker(chief):
+    killed = chief()
+    kept, gone = killed.oracle.create_trial("w1"), killed.oracle.create_trial("w2")
+    killed.leases.close()
+    oracle = chief().oracle  # the same command again
+    assert oracle.create_trial("w3").status == "IDLE"  # neither trial is free to take
+    assert oracle.create_trial("w1").trial_id == kept.trial_id  # w1, restarted, runs it again
+    _complete(oracle, oracle.get_trial(kept.trial_id))
+    assert oracle.create_trial("w1").status == "IDLE"
+    time.sleep(SILENCE * 1.3)  # w2 never came back
+    taken = oracle.create_trial("w3")
+    assert taken.trial_id == gone.trial_id
+    _complete(oracle, taken)
+    assert [oracle.create_trial(w).status for w in ("w3", "w1")] == ["STOPPED"] * 2
+    assert exit_chief(oracle) and _ran_once(oracle, kept, gone)
+
+
+def test_a_worker_reports_its_trial_while_it_trains():
+    class Chief:
+        def __init__(self) -> None:
+            self.asked: list[str] = []
+
+        def get_trial(self, trial_id: str) -> None:
+            self.asked.append(trial_id)
+            if len(self.asked) == 1:
+                raise grpc.RpcError("the chief is restarting")  # the next report still goes
+
+    chief = Chief()
+    with heartbeat(chief, "7", interval=0.05):
+        time.sleep(0.5)
+    reports = len(chief.asked)
+    time.sleep(0.2)
+    assert 3 <= reports == len(chief.asked) and set(chief.asked) == {"7"}  # then no more
+    for timeout in (1, 8, TuneConfig().worker_timeout, 600):
+        assert 3 * heartbeat_interval(timeout) <= timeout  # several chances within the timeout
+
+
+def _running(project: Path, worker: str) -> str | None:
+    """The trial the chief's oracle.json says `worker` runs, if it has not ended."""
+    trial_id = read_json(project / "oracle.json").get("ongoing_trials", {}).get(worker)
+    row = next((row for row in trial_rows(project) if row.trial_id == trial_id), None)
+    return trial_id if row and row.status == "RUNNING" and not row.ran_by else None
+
+
+def _wait_for(found: Callable[[], Any], limit: float = 120) -> Any:
+    """What `found()` returns once it is something, polled."""
+    deadline = time.monotonic() + limit
+    while not (value := found()):
+        assert time.monotonic() < deadline, "the search never got there"
+        time.sleep(0.05)
+    return value
+
+
+# A worker killed mid-trial and never restarted, then the chief killed and restarted: what a
+# search must outlive. Trials of a few seconds (2,000 images in batches of 64), so that each
+# worker takes one and is caught running it. Not in `make test`, whose time is spent.
+@pytest.mark.slow
+@pytest.mark.backends
+@pytest.mark.xdist_group("tune-faults")
+def test_a_search_outlives_a_killed_worker_and_a_restarted_chief(tmp_path):
+    data = write_idx_folder(tmp_path / "data", synthetic_mnist(n_train=2000, n_test=100))
+    oracle = f"127.0.0.1:{_free_port()}"
+    common = [
+        *("--project-name", "mnist", "--data", str(data), "--tuner", "random"),
+        *("--max-trials", "2", "--max-epochs", "2", "--batch-size", "64"),
+        *("--validation-size", "100", "--directory", "tuning", "--runs-dir", "runs"),
+        *("--no-jit-compile", "--export-formats", "saved_model", "--worker-timeout", "8"),
+    ]
+    chief_args = (*common, "--role", "chief", "--oracle", oracle)
+    worker = (*common, "--role", "worker", "--oracle", oracle, "--connect-timeout", "120")
+    chief = _tune(*chief_args, cwd=tmp_path)
+    w1, w2 = (_tune(*worker, "--worker-id", name, cwd=tmp_path) for name in ("w1", "w2"))
+    project = tmp_path / "tuning" / "mnist"
+    procs = [chief, w1, w2]
+    try:
+        lost = _wait_for(lambda: _running(project, "w1"))
+        os.kill(w1.pid, signal.SIGKILL)
+        # Once w1 has been silent for --worker-timeout, its trial goes to w2.
+        _wait_for(lambda: _running(project, "w2") == lost)
+        time.sleep(1)  # the chief killed while w2 trains, not while it answers w2
+        os.kill(chief.pid, signal.SIGKILL)
+        procs.append(chief := _tune(*chief_args, cwd=tmp_path))  # the same command again
+        outputs = [proc.communicate(timeout=240)[0] for proc in (chief, w2)]
+    finally:
+        for proc in procs:  # every process ends with the test, whatever happened
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
+    assert [chief.returncode, w2.returncode] == [0, 0], "\n".join(o[-2000:] for o in outputs)
+    rows = {row.trial_id: row for row in trial_rows(project)}
+    assert len(rows) == 2 and all(row.status == "COMPLETED" for row in rows.values())
+    assert read_json(project / "oracle.json")["run_times"] == {t: 1 for t in rows}  # none twice
+    assert rows[lost].ran_by == ("w2",)  # w1's trial, run again by w2, the chief restarted
+    (run_dir,) = (tmp_path / "runs").iterdir()  # the restarted chief trained the best
+    assert (run_dir / "export" / "mnist" / "1" / "saved_model.pb").is_file()
+
+
 # The message of each bad input, in-process (`main(argv)`, as the command runs it); one
 # worker without its chief in a process of its own (below) proves the exit code and that
 # nothing else reaches stderr, gRPC's native log included.
@@ -514,6 +707,7 @@ def test_chief_and_two_workers_share_the_trials(tmp_path):
         (["--role", "chief", "--oracle", "nohost"], "--oracle must be HOST:PORT"),
         (["--data", "/nonexistent"], "/nonexistent: no such file or folder"),
         (["--distribute", "multi-worker"], "a search trains each trial in one process"),
+        (["--worker-timeout", "0"], "--worker-timeout must be a positive number"),
     ],
 )
 def test_cli_bad_input(tmp_path, args, message):
