@@ -29,8 +29,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from benchmarks import torch_peers
 from benchmarks.backends import measure_backends
 from benchmarks.report import print_report
+from benchmarks.timing import batch_of, latency_and_throughput
 from mnist_keras import console, wild
 from mnist_keras.callbacks import EpochTimer
 from mnist_keras.compat import versions
@@ -240,50 +242,22 @@ def _adam(params, grads, slots, step, beta1=0.9, beta2=0.999, eps=1e-7) -> None:
 
 
 def torch_eager(data: Mnist, hidden: int, batch: int, epochs: int) -> EpochRun:
-    """PyTorch's eager loop on the CPU with this machine's threads, with the package's default
-    dropout rates."""
-    import torch
-
-    torch.manual_seed(0)
-    defaults = TrainConfig()
-    model = _torch_mlp(hidden, defaults.input_dropout, defaults.dropout)
-    optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
-    x = torch.from_numpy(data.x_train.reshape(-1, 784)).float() / 255.0
-    y = torch.from_numpy(data.y_train.astype(np.int64))
-    seconds = []
-    for _ in range(epochs):
-        start = time.perf_counter()
-        order = torch.randperm(len(x))
-        for i in range(0, len(x), batch):
-            idx = order[i : i + batch]
-            loss = torch.nn.functional.cross_entropy(model.train()(x[idx]), y[idx])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        seconds.append(time.perf_counter() - start)
-    with torch.no_grad():
-        logits = model.eval()(torch.from_numpy(data.x_test.reshape(-1, 784)).float() / 255.0)
-    return EpochRun(seconds, float((logits.argmax(1).numpy() == data.y_test).mean()))
+    """PyTorch's eager loop (`torch_peers.train`), in a process of its own (`in_child`)."""
+    train, test = (data.x_train, data.y_train), (data.x_test, data.y_test)
+    seconds, accuracy = in_child(
+        torch_peers.train, train, test, hidden, batch, epochs, LEARNING_RATE
+    )
+    return EpochRun(seconds, accuracy)
 
 
 def in_child(function: Callable[..., Any], *args: Any) -> Any:
-    """`function(*args)` in a fresh process. PyTorch, once imported, slows TensorFlow down for
-    the rest of a process (10 epochs of the default MLP on 300 images, one thread: 6.6 s of fit,
-    11.7 s after `import torch`), so it never enters the process that measures TensorFlow."""
+    """`function(*args)` in a fresh process, for the PyTorch peers (`torch_peers`, a module
+    without TensorFlow, so the child never imports it). PyTorch, once imported, slows TensorFlow
+    down for the rest of a process (10 epochs of the default MLP on 300 images, one thread: 6.6 s
+    of fit, 11.7 s after `import torch`), so it never enters the process that measures
+    TensorFlow."""
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         return pool.apply(function, args)
-
-
-def _torch_mlp(hidden: int, input_dropout: float = 0.0, dropout: float = 0.0):
-    import torch
-
-    return torch.nn.Sequential(
-        torch.nn.Dropout(input_dropout),
-        torch.nn.Linear(784, hidden),
-        torch.nn.ReLU(),
-        torch.nn.Dropout(dropout),
-        torch.nn.Linear(hidden, 10),
-    )
 
 
 def sklearn_mlp(data: Mnist, hidden: int, batch: int, epochs: int) -> EpochRun:
@@ -348,7 +322,7 @@ PEERS: dict[str, tuple[Peer, str | None]] = {  # name -> (trainer, module it nee
     "mnist_keras, no XLA": (functools.partial(package_path, jit_compile=False), None),
     "keras fit, NumPy, defaults": (keras_numpy_defaults, None),
     "raw TF2 loop, epoch in tf.function": (raw_tf_loop, None),
-    "PyTorch eager": (functools.partial(in_child, torch_eager), "torch"),
+    "PyTorch eager": (torch_eager, "torch"),
     "scikit-learn MLPClassifier": (sklearn_mlp, "sklearn"),
     "TF1 graph loop (tutorial)": (tf1_graph_loop, None),
 }
@@ -526,7 +500,7 @@ def measure_inference(data: Mnist, calls: int, repeats: int) -> dict[str, Any]:
     runs it, beside PyTorch eager inference of the same network."""
     keras.utils.set_random_seed(0)
     model = build_model(TrainConfig(), steps_per_epoch=1)  # weights do not change the timings
-    one, many = data.x_test[:1], _batch_of(data.x_test, 10000)
+    one, many = data.x_test[:1], batch_of(data.x_test, 10000)
     figures: dict[str, Any] = {}
     runnable = []
     for name in FORMATS:
@@ -539,53 +513,16 @@ def measure_inference(data: Mnist, calls: int, repeats: int) -> dict[str, Any]:
         calibration = calibration_images(data.x_train, 0)
         for e in export_model(model, Path(tmp) / "mnist", runnable, calibration):
             classifier = load_classifier(e.path)
-            timings = _latency_and_throughput(classifier, one, many, calls, repeats)
+            timings = latency_and_throughput(classifier, one, many, calls, repeats)
             figures[e.format] = {"size_mb": round(e.size_bytes / 1e6, 3), **timings}
     if importlib.util.find_spec("torch") is None:
         figures["torch_eager"] = {"skipped": "torch not installed"}
     else:
         hidden = TrainConfig.hidden_units
-        figures["torch_eager"] = in_child(_torch_inference, data, hidden, calls, repeats)
+        figures["torch_eager"] = in_child(
+            torch_peers.inference, data.x_test, hidden, calls, repeats
+        )
     return figures
-
-
-def _batch_of(x: np.ndarray, n: int) -> np.ndarray:
-    return np.resize(x, (n, *x.shape[1:]))
-
-
-def _latency_and_throughput(fn, one, many, calls: int, repeats: int) -> dict[str, float]:
-    for _ in range(50):  # warm-up: tracing, allocator, thread pools
-        fn(one)
-    latencies = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        fn(one)
-        latencies.append(time.perf_counter() - start)
-    fn(many)
-    seconds = []
-    for _ in range(max(repeats, 3)):
-        start = time.perf_counter()
-        fn(many)
-        seconds.append(time.perf_counter() - start)
-    return {
-        "batch1_median_ms": round(1e3 * float(np.median(latencies)), 4),
-        "batch1_p99_ms": round(1e3 * float(np.percentile(latencies, 99)), 4),
-        "batch10000_images_per_second": round(len(many) / statistics.median(seconds), 1),
-    }
-
-
-def _torch_inference(data: Mnist, hidden: int, calls: int, repeats: int) -> dict[str, float]:
-    import torch
-
-    model = _torch_mlp(hidden).eval()
-    one = torch.from_numpy(data.x_test[:1].reshape(1, 784))
-    many = torch.from_numpy(_batch_of(data.x_test, 10000).reshape(-1, 784))
-
-    def classify(images):
-        with torch.no_grad():
-            return model(images.float() / 255.0).argmax(1).numpy()
-
-    return _latency_and_throughput(classify, one, many, calls, repeats)
 
 
 def measure_throughput(

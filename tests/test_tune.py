@@ -32,7 +32,7 @@ from helpers import (
 )
 from keras_tuner.src.distribute.oracle_chief import exit_chief
 
-from mnist_keras.compat import atomic_tuner_writes
+from mnist_keras.compat import KERAS_3, atomic_tuner_writes
 from mnist_keras.config import TuneConfig, resolve_config
 from mnist_keras.errors import ConfigError, TuneError
 from mnist_keras.leases import heartbeat, heartbeat_interval
@@ -472,8 +472,10 @@ def _tune(*args: str, cwd: Path, env: dict | None = None) -> subprocess.Popen:
 
 # One network: what is shared between the processes (the oracle, the trials, who trains the
 # best) does not depend on it; the convnet's search, final training and export are
-# test_tiny_search_trains_the_best_and_resumes_without_rerunning[cnn]'s.
+# test_tiny_search_trains_the_best_and_resumes_without_rerunning[cnn]'s. On Keras 3 it runs with
+# the other tests across processes (make test-backends), for make test's time.
 @pytest.mark.slow
+@(pytest.mark.backends if KERAS_3 else pytest.mark.slow)
 def test_chief_and_two_workers_share_the_trials(tmp_path):
     data = write_idx_folder(tmp_path / "data", synthetic_mnist(n_train=600, n_test=100))
     oracle = f"127.0.0.1:{_free_port()}"
