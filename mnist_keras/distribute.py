@@ -23,7 +23,7 @@ import keras
 
 from mnist_keras.backend import BACKEND, TENSORFLOW
 from mnist_keras.compat import MULTI_WORKER_FIT, MULTI_WORKER_ISSUE
-from mnist_keras.errors import ConfigError, TrainingInterrupted, first_line
+from mnist_keras.errors import ConfigError, PeerLost, TrainingInterrupted, first_line
 from mnist_keras.quiet import native_output
 from mnist_keras.runs import RunDir, scratch_run_dir
 
@@ -165,9 +165,12 @@ def worker_scratch(resume: Path | None) -> Iterator[RunDir]:
     """A worker's run folder: it trains with the others and saves what the chief saves, into a
     scratch folder that nobody reads and that is removed at the end."""
     run = scratch_run_dir(resume)
+    chief_run = str(resume or "CHIEF_RUN_DIR")  # what to resume: the chief's run, not this
     try:
         yield run
     except TrainingInterrupted as exc:
-        raise TrainingInterrupted(run, str(resume or "CHIEF_RUN_DIR")) from exc
+        raise TrainingInterrupted(run, chief_run) from exc
+    except PeerLost as exc:
+        raise PeerLost(run, exc.reason, chief_run) from exc
     finally:
         shutil.rmtree(run.path, ignore_errors=True)

@@ -52,12 +52,12 @@ class PeerLost(RunError):
 
     exit_code = 1
 
-    def __init__(self, run: RunDir, reason: str) -> None:
+    def __init__(self, run: RunDir, reason: str, resume: str | None = None) -> None:
         super().__init__(
             f"another process of the run stopped ({reason}); start them all again with "
-            f"--resume {run.path} (scripts/launch_workers.py passes it to each)"
+            f"--resume {resume or run.path} (scripts/launch_workers.py passes it to each)"
         )
-        self.run = run
+        self.run, self.reason = run, reason
 
 
 class ExportError(MnistKerasError):

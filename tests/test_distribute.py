@@ -25,8 +25,8 @@ from helpers import (
 
 from mnist_keras.compat import KERAS_3, MULTI_WORKER_ISSUE
 from mnist_keras.config import TrainConfig
-from mnist_keras.distribute import PROCESS_ID, is_chief
-from mnist_keras.errors import ConfigError
+from mnist_keras.distribute import PROCESS_ID, is_chief, worker_scratch
+from mnist_keras.errors import ConfigError, PeerLost
 from mnist_keras.train import run
 
 LAUNCHER = Path(__file__).parents[1] / "scripts" / "launch_workers.py"
@@ -224,3 +224,11 @@ def test_two_workers_through_the_launcher(tmp_path):
     )
     assert float(final_loss) == round(metrics["history"][-1]["loss"], 6)  # the workers agree
     assert not list(scratch.glob("mnist-keras-worker-*"))  # removed at the end
+
+
+def test_a_worker_that_lost_a_peer_names_the_chiefs_run_to_resume():
+    # The worker's own folder is scratch, removed at once: the run to resume is the chief's.
+    with pytest.raises(PeerLost) as info, worker_scratch(None) as run:
+        raise PeerLost(run, "JaxRuntimeError in a collective")
+    assert "--resume CHIEF_RUN_DIR" in str(info.value) and str(run.path) not in str(info.value)
+    assert not run.path.exists()
