@@ -40,8 +40,13 @@ def free_ports(n: int) -> list[int]:
             sock.close()
 
 
+def addresses(ports: list[int]) -> list[str]:
+    """The cluster, one process a port on this machine."""
+    return [f"127.0.0.1:{port}" for port in ports]
+
+
 def tf_config(ports: list[int], index: int) -> str:
-    workers = [f"127.0.0.1:{port}" for port in ports]
+    workers = addresses(ports)
     return json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
 
 
@@ -49,7 +54,7 @@ def keras_cluster(ports: list[int], index: int) -> dict[str, str]:
     """keras.distribution's variables: every address (the first is JAX's coordinator), the
     process count, this process's index."""
     return {
-        "KERAS_DISTRIBUTION_JOB_ADDRESSES": ",".join(f"127.0.0.1:{port}" for port in ports),
+        "KERAS_DISTRIBUTION_JOB_ADDRESSES": ",".join(addresses(ports)),
         "KERAS_DISTRIBUTION_NUM_PROCESSES": str(len(ports)),
         "KERAS_DISTRIBUTION_PROCESS_ID": str(index),
     }
