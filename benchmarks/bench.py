@@ -31,9 +31,11 @@ import tensorflow as tf
 
 from benchmarks import torch_peers
 from benchmarks.backends import measure_backends
+from benchmarks.plot import save_accuracy_vs_time
 from benchmarks.report import print_report
 from benchmarks.timing import batch_of, latency_and_throughput
 from mnist_keras import console, wild
+from mnist_keras.backend import BACKEND
 from mnist_keras.callbacks import EpochTimer
 from mnist_keras.compat import versions
 from mnist_keras.config import TrainConfig, resolve_config
@@ -43,6 +45,7 @@ from mnist_keras.data import (
     epoch_steps,
     load_mnist,
     make_dataset,
+    split_validation,
     whole_epochs,
 )
 from mnist_keras.errors import ConfigError
@@ -56,6 +59,18 @@ from mnist_keras.train import run
 
 SHAPES = ((64, 100), (128, 128))  # (hidden units, batch size)
 LEARNING_RATE = 1e-3  # Adam, for every peer but the TF1 reference (SGD 0.1, as the tutorial)
+
+
+# The recipes the benchmark trains as `train` does and draws: each name and train's values.
+RECIPES: dict[str, dict[str, Any]] = {
+    "default": {},
+    "v0.1": {"preset": "v0.1"},
+    "seed": {"preset": "seed"},
+    "cnn": {"arch": "cnn"},
+    "cnn-fast": {"preset": "cnn-fast"},
+}
+TORCH_EAGER = "torch-eager"  # the MLP default's network and recipe in PyTorch's eager loop
+NO_RECIPES = "none"
 
 
 @dataclass(frozen=True)
@@ -76,8 +91,18 @@ class BenchConfig:
         "recipe to a test accuracy of 0.98",
     )
     latency_calls: int = option(1000, "batch-1 calls timed for the latency percentiles", "N")
-    recipe_seeds: int = option(
-        3, "train the default and the previous recipe with seeds 1..N, as train does; 0 skips", "N"
+    recipes: tuple[str, ...] = option(
+        (*RECIPES, TORCH_EAGER),
+        "recipes trained as train does, with each --recipe-seeds seed, and read the MNIST test "
+        "set and the digits in the wild: default (the MLP), v0.1, seed, cnn (its defaults), "
+        f"cnn-fast; {TORCH_EAGER}, the MLP default in PyTorch's eager loop; none skips them",
+        "NAME",
+    )
+    recipe_seeds: tuple[int, ...] = option((1, 2, 3, 42), "the seeds of each recipe", "N")
+    picture: str = option(
+        "docs/accuracy_vs_time.png",
+        "where the recipes' test accuracy against fit seconds is drawn",
+        "PNG",
     )
     architectures: bool = option(
         True,
@@ -107,6 +132,10 @@ class BenchConfig:
     out_dir: str = option("artifacts/bench", "where the JSON report is written", "DIR")
     seed: int = 42
 
+    @property
+    def trained_recipes(self) -> tuple[str, ...]:
+        return () if self.recipes == (NO_RECIPES,) else self.recipes
+
     def __post_init__(self) -> None:
         check(self.epochs >= 2, "epochs", "must be at least 2: the first one is reported apart")
         check(self.repeats >= 1, "repeats", "must be a positive integer")
@@ -116,7 +145,13 @@ class BenchConfig:
             "must be a positive integer",
         )
         check(self.latency_calls >= 100, "latency_calls", "must be at least 100")
-        check(self.recipe_seeds >= 0, "recipe_seeds", "must be 0 or more")
+        object.__setattr__(self, "recipes", tuple(self.recipes))  # argparse gives a list
+        object.__setattr__(self, "recipe_seeds", tuple(self.recipe_seeds))
+        check(
+            NO_RECIPES not in self.recipes or self.recipes == (NO_RECIPES,),
+            "recipes",
+            "takes none alone",
+        )
         check(
             self.architecture_epochs is None or self.architecture_epochs >= 1,
             "architecture_epochs",
@@ -395,12 +430,17 @@ class _StopAtAccuracy(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-def time_to_accuracy(data: Mnist, target: float, seed: int) -> dict[str, Any]:
-    """Seconds of training (default configuration) until the test accuracy first reaches target.
+# Each time-to-accuracy figure: the recipe trained (on every training image, no validation
+# split) until its test accuracy first reaches the target.
+TARGETS = {"default_98": ("default", 0.98), "cnn_fast_99": ("cnn-fast", 0.99)}
+
+
+def time_to_accuracy(data: Mnist, target: float, recipe: str, seed: int) -> dict[str, Any]:
+    """Seconds of training (one of RECIPES) until the test accuracy first reaches target.
 
     A benchmark-only peek at the test set after every epoch; training itself never does this.
     """
-    config = whole_epochs(TrainConfig(seed=seed), len(data.x_train))
+    config = whole_epochs(resolve_config(**RECIPES[recipe], seed=seed), len(data.x_train))
     keras.utils.set_random_seed(seed)
     steps = epoch_steps(config, len(data.x_train))
     model = build_model(config, steps)
@@ -416,6 +456,7 @@ def time_to_accuracy(data: Mnist, target: float, seed: int) -> dict[str, Any]:
     )
     seconds = round(stop.seconds, 2) if stop.reached else None
     return {
+        "recipe": recipe,
         "target": target,
         "seconds": seconds,
         "reached": stop.reached,
@@ -423,48 +464,75 @@ def time_to_accuracy(data: Mnist, target: float, seed: int) -> dict[str, Any]:
     }
 
 
-RECIPES = ("default", "v0.1")  # presets: today's default recipe and the one it replaced
-
-
-def measure_recipes(data: Mnist, config: BenchConfig) -> list[dict[str, Any]]:
-    """Each recipe trained, evaluated and exported exactly as `train` does, with seeds 1 to
-    --recipe-seeds (on a --train-samples slice, holding out what `train` would)."""
+def measure_recipes(
+    data: Mnist, sets: Sequence[wild.WildSet], config: BenchConfig, say: Callable[[str], None]
+) -> list[dict[str, Any]]:
+    """Each recipe with each seed: trained, evaluated and exported exactly as `train` does (on a
+    --train-samples slice, holding out what `train` would), then read through `predict`'s
+    preprocessing on the digits in the wild; PyTorch's eager peer beside them."""
     rows = []
     with tempfile.TemporaryDirectory() as runs:
-        for preset in RECIPES:
-            for seed in range(1, config.recipe_seeds + 1):
+        for name in config.trained_recipes:
+            for seed in config.recipe_seeds:
+                say(f"recipe {name}, seed {seed}")
+                if name == TORCH_EAGER:
+                    rows.append(torch_recipe(data, seed, config.train_samples))
+                    continue
                 recipe = resolve_config(
-                    preset,
+                    **RECIPES[name],
                     seed=seed,
                     train_samples=config.train_samples,
                     export_formats=config.export_formats,
                 )
                 result = run(recipe, Path(runs), datasets=data)
+                scores = wild.score(load_classifier(result.export_path), sets)
                 rows.append(
                     {
-                        "preset": preset,
+                        "recipe": name,
                         "seed": seed,
                         "test_accuracy": result.evaluation.accuracy,
                         "fit_seconds": round(result.train_seconds, 1),
                         "epochs": len(result.history),
+                        "wild": {k.kind: round(k.accuracy, 4) for k in scores.kinds},
                     }
                 )
     return rows
+
+
+def torch_recipe(data: Mnist, seed: int, train_samples: int | None) -> dict[str, Any]:
+    """The MLP default's width, batch, epochs, dropout and cosine rate in PyTorch's eager loop,
+    on the same training split (`torch_peers.train`, in a process of its own)."""
+    recipe = resolve_config(seed=seed, train_samples=train_samples)
+    split = split_validation(data.x_train, data.y_train, recipe.validation_size, seed)
+    seconds, accuracy = in_child(
+        torch_peers.train,
+        (split.x_train, split.y_train),
+        (data.x_test, data.y_test),
+        recipe.hidden_units,
+        recipe.batch_size,
+        recipe.epochs,
+        recipe.learning_rate,
+        seed,
+        True,
+    )
+    return {
+        "recipe": TORCH_EAGER,
+        "seed": seed,
+        "test_accuracy": accuracy,
+        "fit_seconds": round(sum(seconds), 1),
+        "epochs": len(seconds),
+    }
 
 
 ARCHITECTURES = (("mlp", False), ("mlp", True), ("cnn", False), ("cnn", True))  # (arch, augment)
 
 
 def measure_architectures(
-    data: Mnist, faces: Sequence[wild.Face], config: BenchConfig, say: Callable[[str], None]
+    data: Mnist, sets: Sequence[wild.WildSet], config: BenchConfig, say: Callable[[str], None]
 ) -> list[dict[str, Any]]:
     """Each architecture with and without augmentation, trained and exported as `train` does
     (for --architecture-epochs, if given), then read through `predict`'s preprocessing: the MNIST
     test set and the digits in the wild."""
-    say("digits in the wild: rendering the pictures")
-    sets = wild.build(
-        data.x_test, data.y_test, seed=config.seed, per_class=config.wild_per_class, faces=faces
-    )
     epochs = config.architecture_epochs
     training = f"{epochs} epoch{'s' * (epochs != 1)}" if epochs else "full training"
     rows = []
@@ -546,24 +614,37 @@ def run_bench(config: BenchConfig, data: Mnist | None = None, progress=None) -> 
     data = (data or load_mnist(config.data)).head(config.train_samples)
     # As `train --train-samples N`: a slice smaller than the default split holds out a tenth.
     held_out = resolve_config(train_samples=config.train_samples).validation_size
-    if (config.recipe_seeds or config.architectures) and len(data.x_train) <= held_out:
+    trains = config.trained_recipes or config.architectures
+    if trains and len(data.x_train) <= held_out:
         raise ConfigError(
-            f"--recipe-seeds, --architectures: the recipes hold out {held_out} training images "
-            f"for validation, and only {len(data.x_train)} are given (--recipe-seeds 0 "
+            f"--recipes, --architectures: the recipes hold out {held_out} training images "
+            f"for validation, and only {len(data.x_train)} are given (--recipes none "
             "--no-architectures skip them)"
         )
-    faces = wild.find_faces() if config.architectures else []  # before hours of measuring
+    faces = wild.find_faces() if trains else []  # before hours of measuring
     say = progress or (lambda text: None)
-    training, ceilings, to_target = [], {}, None
+    training, ceilings, to_target = [], {}, {}
     if config.throughput:
         training, ceilings = measure_throughput(data, config, say)
-        say("time to 98% test accuracy, default configuration")
-        to_target = time_to_accuracy(data, 0.98, config.seed)
+        for name, (recipe, target) in TARGETS.items():
+            say(f"time to {target:.0%} test accuracy, {recipe}")
+            to_target[name] = time_to_accuracy(data, target, recipe, config.seed)
     say("inference of every export format, each in its own runtime")
     inference = measure_inference(data, config.latency_calls, config.repeats)
-    say(f"recipes {', '.join(RECIPES)}, full training, seeds 1-{config.recipe_seeds}")
-    recipes = measure_recipes(data, config)
-    architectures = measure_architectures(data, faces, config, say) if config.architectures else []
+    sets = []
+    if trains:
+        say("digits in the wild: rendering the pictures")
+        sets = wild.build(
+            data.x_test, data.y_test, seed=config.seed, per_class=config.wild_per_class, faces=faces
+        )
+    recipes = measure_recipes(data, sets, config, say)
+    if recipes:
+        title = (
+            f"Keras {keras.__version__} ({BACKEND}), TensorFlow {tf.__version__}, "
+            f"{len(data.x_train):,} training images"
+        )
+        save_accuracy_vs_time(recipes, title, Path(config.picture))
+    architectures = measure_architectures(data, sets, config, say) if config.architectures else []
     return {
         **_report(config, data, training, ceilings, to_target, inference),
         "recipes": recipes,
@@ -625,7 +706,7 @@ def _report(config, data, training, ceilings, to_target, inference) -> dict[str,
         "versions": versions(),
         "training": rows,
         "ceiling_gflops": ceilings,
-        "time_to_98": to_target,
+        "time_to_target": to_target,
         "inference": inference,
         "peak_memory_mb": round(peak_mb, 1),
     }
@@ -639,7 +720,8 @@ def write_report(report: dict[str, Any], out_dir: Path) -> Path:
 
 def build_parser() -> console.Parser:
     p = console.Parser(prog="python -m benchmarks.bench", description=__doc__.splitlines()[0])
-    add_flags(p, BenchConfig, choices={"export_formats": FORMATS})
+    recipes = (*RECIPES, TORCH_EAGER, NO_RECIPES)
+    add_flags(p, BenchConfig, choices={"export_formats": FORMATS, "recipes": recipes})
     return p
 
 

@@ -18,11 +18,10 @@ def print_report(report: dict[str, Any]) -> None:
     figures = Table(title="Other figures", show_header=False, title_justify="left")
     for shape, gflops in report["ceiling_gflops"].items():
         figures.add_row(f"matmul ceiling {shape} (GFLOP/s)", f"{gflops:,.1f}")
-    to_98 = report["time_to_98"]
-    if to_98:  # None under --no-throughput
+    for figure in report["time_to_target"].values():  # none under --no-throughput
         figures.add_row(
-            "time to 98% test accuracy (default config)",
-            f"{to_98['seconds']} s" if to_98["seconds"] else "not reached",
+            f"time to {figure['target']:.0%} test accuracy ({figure['recipe']})",
+            f"{figure['seconds']} s" if figure["seconds"] else "not reached",
         )
     figures.add_row("peak memory (MB)", f"{report['peak_memory_mb']:,.0f}")
     console.print(figures)
@@ -129,17 +128,21 @@ def _architectures_table(rows: list[dict[str, Any]]) -> Table:
 
 
 def _recipes_table(rows: list[dict[str, Any]]) -> Table:
-    """Full training runs of each recipe: test accuracy and fit seconds per seed."""
+    """Full training runs of each recipe: test accuracy, fit seconds and the digits in the wild
+    per seed."""
     table = Table(title="Recipes, trained as `train` does", title_justify="left")
-    for column in ("preset", "seed", "test acc", "fit s", "epochs"):
-        table.add_column(column, justify="left" if column == "preset" else "right")
+    kinds = sorted({kind for row in rows for kind in row.get("wild", {})})
+    for column in ("recipe", "seed", "test acc", "fit s", "epochs", *kinds):
+        table.add_column(column, justify="left" if column == "recipe" else "right")
     for row in rows:
+        wild = row.get("wild", {})
         table.add_row(
-            row["preset"],
+            row["recipe"],
             str(row["seed"]),
-            f"{row['test_accuracy']:.4f}",
+            f"{row['test_accuracy']:.2%}",
             f"{row['fit_seconds']:.1f}",
             str(row["epochs"]),
+            *(f"{wild[kind]:.1%}" if kind in wild else "" for kind in kinds),
         )
     return table
 

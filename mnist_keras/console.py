@@ -85,7 +85,9 @@ def print_line(text: str) -> None:
 def print_config(config: dict[str, Any], title: str) -> None:
     table = Table(title=title, show_header=False, title_justify="left")
     for key, value in config.items():
-        table.add_row(key, " ".join(value) if isinstance(value, (list, tuple)) else str(value))
+        table.add_row(
+            key, " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+        )
     console.print(table)
 
 

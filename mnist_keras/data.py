@@ -19,13 +19,13 @@ import tensorflow as tf
 
 from mnist_keras.backend import MULTI_STEP_CALLS
 from mnist_keras.config import validation_too_large
+from mnist_keras.contract import IMAGE_SHAPE
 from mnist_keras.errors import ConfigError, DataError, first_line
 
 if TYPE_CHECKING:
     from mnist_keras.config import TrainConfig
 
 ENV_VAR = "MNIST_KERAS_DATA"
-IMAGE_SHAPE = (28, 28)
 NUM_CLASSES = 10
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 # Each IDX file: (stem, IDX kind, number of dimensions).

@@ -59,7 +59,7 @@ def add_flags(
     for name in option_fields(cls) if names is None else names:
         field = fields[name]
         text = f"{field.metadata[HELP]}{_defaults(name, field.default, variants)}"
-        kind = _base_type(hints[name])
+        kind, item = _base_type(hints[name]), _item_type(hints[name])
         kwargs: dict[str, Any] = {"help": text}
         if kind is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
@@ -68,7 +68,7 @@ def add_flags(
         else:
             kwargs["metavar"] = field.metadata[METAVAR]
             if kind is tuple:  # several values, of `choices` when given
-                kwargs.update(nargs="+", choices=choices.get(name))
+                kwargs.update(nargs="+", choices=choices.get(name), type=item)
             else:
                 kwargs["type"] = kind
         parser.add_argument(flag_name(name), **kwargs)
@@ -110,7 +110,7 @@ def _show(value: Any) -> str:
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, tuple):
-        return " ".join(value)
+        return " ".join(map(str, value))
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)
@@ -118,6 +118,17 @@ def _show(value: Any) -> str:
 
 def _base_type(hint: Any) -> type:
     """int for `int | None`, tuple for `tuple[str, ...]`."""
-    if isinstance(hint, types.UnionType):
-        hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
+    hint = _not_none(hint)
     return typing.get_origin(hint) or hint
+
+
+def _item_type(hint: Any) -> type | None:
+    """int for `tuple[int, ...]`; None for a hint that is not a tuple."""
+    hint = _not_none(hint)
+    return typing.get_args(hint)[0] if typing.get_origin(hint) is tuple else None
+
+
+def _not_none(hint: Any) -> Any:
+    if isinstance(hint, types.UnionType):
+        return next(arg for arg in typing.get_args(hint) if arg is not type(None))
+    return hint

@@ -1,8 +1,8 @@
 """The network: uint8 pixels in, ten softmax probabilities out, built and compiled by Keras.
 
 Two architectures share the ends (rescaling in, softmax out) and the optional augmentation:
-`mlp`, the tutorial's 784-H-10, and `cnn`, two 3x3 convolution + pooling stages in the keras-io
-style before the same H-unit hidden layer, so the search over H and the learning rate fits both.
+`mlp`, the tutorial's 784-H-10, and `cnn`, convolution + max-pooling stages before the same
+H-unit hidden layer, so the search over H and the learning rate fits both.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from mnist_keras.data import IMAGE_SHAPE, NUM_CLASSES
 from mnist_keras.dropout import HashDropout
 from mnist_keras.quiet import spend_xla_notice
 
-CONV_FILTERS = (32, 64)  # the convnet's two stages, as keras-io's mnist_convnet
+WARMUP_FROM = 0.1  # a warm-up starts at this share of the peak learning rate
 
 
 def build_model(config: TrainConfig, steps_per_epoch: int) -> keras.Model:
@@ -47,11 +47,22 @@ def compile_model(model: keras.Model, optimizer: keras.optimizers.Optimizer, **o
 
 
 def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
-    """The configured optimizer, its learning rate constant or decaying over the whole run."""
+    """The configured optimizer, its learning rate constant or decaying over the whole run (after
+    a linear warm-up, if asked: together, a one-cycle schedule)."""
     rate = config.learning_rate
     if config.schedule == "cosine":
-        rate = keras.optimizers.schedules.CosineDecay(rate, config.epochs * steps_per_epoch)
-    return getattr(keras.optimizers, OPTIMIZERS[config.optimizer])(learning_rate=rate)
+        steps = config.epochs * steps_per_epoch
+        warmup = round(config.warmup * steps)
+        rate = keras.optimizers.schedules.CosineDecay(
+            rate * WARMUP_FROM if warmup else rate,
+            steps - warmup,
+            warmup_target=rate if warmup else None,
+            warmup_steps=warmup,
+        )
+    options = (
+        {"beta_1": config.beta_1, "beta_2": config.beta_2} if config.optimizer == "adam" else {}
+    )
+    return getattr(keras.optimizers, OPTIMIZERS[config.optimizer])(learning_rate=rate, **options)
 
 
 def _inputs() -> keras.KerasTensor:
@@ -88,10 +99,11 @@ def _augmentation(config: TrainConfig) -> list[keras.layers.Layer]:
 
 def _convolutions(config: TrainConfig) -> list[keras.layers.Layer]:
     layers: list[keras.layers.Layer] = []
-    for stage, filters in enumerate(CONV_FILTERS, start=1):
+    stages = zip(config.conv_filters, config.conv_kernels, strict=True)
+    for stage, (filters, kernel) in enumerate(stages, start=1):
         layers += [
             keras.layers.Conv2D(
-                filters, 3, activation="relu", name=f"conv{stage}", **_initializers(config)
+                filters, kernel, activation="relu", name=f"conv{stage}", **_initializers(config)
             ),
             keras.layers.MaxPooling2D(name=f"pool{stage}"),
         ]

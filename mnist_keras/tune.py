@@ -64,7 +64,18 @@ from mnist_keras.train import TrainResult, run
 
 OBJECTIVE = "val_accuracy"
 # Not searched, but they decide what a trial is: best_hparams.json carries them.
-NETWORK_FIELDS = ("arch", "augment", "augment_shift", "augment_rotation", "augment_zoom")
+NETWORK_FIELDS = (
+    "arch",
+    "conv_filters",
+    "conv_kernels",
+    "augment",
+    "augment_shift",
+    "augment_rotation",
+    "augment_zoom",
+    "beta_1",
+    "beta_2",
+    "warmup",
+)
 DEFAULT_SCORE = "default_score.json"  # in the project folder: the unsearched recipe's score
 TRIAL_LOG = "mnist_keras_runs.jsonl"  # in each trial folder: one line per time the trial ran
 DEFINITION = "search.json"  # in the project folder: which search it holds (search_definition)

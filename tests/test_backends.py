@@ -215,7 +215,7 @@ def test_a_search_trains_and_exports_its_best_model(backend, head, tmp_path):
 def test_bench_trains_each_network_on_each_backend(tmp_path, capsys):
     from test_bench import run_bench
 
-    flags = ("--no-throughput", "--recipe-seeds", "0", "--no-architectures", "--backends")
+    flags = ("--no-throughput", "--recipes", "none", "--no-architectures", "--backends")
     report, out = run_bench(tmp_path, capsys, *flags, "--backend-epochs", "2")
     rows = {(r["arch"], r["backend"]): r for r in report["backends"]}
     expected = {(a, b) for a in ("mlp", "cnn") for b in ("tensorflow", "jax", "torch")}

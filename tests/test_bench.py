@@ -40,6 +40,7 @@ def run_bench(tmp_path: Path, capsys: pytest.CaptureFixture, *flags: str) -> tup
         "--wild-per-class": "2",
         "--export-formats": "saved_model",
         "--out-dir": str(tmp_path / "bench"),
+        "--picture": str(tmp_path / "accuracy_vs_time.png"),
     }
     flags = ("--no-backends", *flags)  # a later --backends wins
     code = main(["--data", str(data), *(x for item in small.items() for x in item), *flags])
@@ -62,7 +63,7 @@ def check_inference(report: dict[str, Any], out: str) -> None:
 
 def test_bench_throughput_and_inference(tmp_path, capsys):
     # The throughput section and inference; the recipes and architectures are tested below.
-    report, out = run_bench(tmp_path, capsys, "--recipe-seeds", "0", "--no-architectures")
+    report, out = run_bench(tmp_path, capsys, "--recipes", "none", "--no-architectures")
     assert "Training, steady state" in out
     expected_rows = len(PEERS) * len(SHAPES) - (len(SHAPES) - 1)  # TF1 at its own shape only
     assert len(report["training"]) == expected_rows
@@ -79,26 +80,49 @@ def test_bench_throughput_and_inference(tmp_path, capsys):
         ):
             assert row[key] > 0, (row["peer"], key)
     assert set(report["ceiling_gflops"]) == {f"{h}x{b}" for h, b in SHAPES}
-    assert set(report["time_to_98"]) == {"target", "seconds", "reached", "max_epochs"}
+    assert set(report["time_to_target"]) == {"default_98", "cnn_fast_99"}
+    for name, recipe, target in (
+        ("default_98", "default", 0.98),
+        ("cnn_fast_99", "cnn-fast", 0.99),
+    ):
+        figure = report["time_to_target"][name]
+        assert (figure["recipe"], figure["target"]) == (recipe, target)
+        assert set(figure) == {"recipe", "target", "seconds", "reached", "max_epochs"}
+    assert report["time_to_target"]["cnn_fast_99"]["max_epochs"] == 3  # the preset's
     check_inference(report, out)
     assert report["recipes"] == [] and report["architectures"] == []  # skipped, as asked
     assert "Recipes, trained" not in out and "Architectures: MNIST" not in out
+    assert not (tmp_path / "accuracy_vs_time.png").exists()  # nothing to draw
 
 
 def test_bench_recipes(tmp_path, capsys):
+    recipes = ("v0.1", "cnn-fast", "torch-eager")
     report, out = run_bench(
-        tmp_path, capsys, "--no-throughput", "--recipe-seeds", "1", "--no-architectures"
+        tmp_path,
+        capsys,
+        "--no-throughput",
+        "--recipes",
+        *recipes,
+        "--recipe-seeds",
+        "1",
+        "7",
+        "--no-architectures",
     )
-    assert [(r["preset"], r["seed"]) for r in report["recipes"]] == [("default", 1), ("v0.1", 1)]
-    for row, epochs in zip(report["recipes"], (30, 20), strict=True):
+    runs = [(r["recipe"], r["seed"]) for r in report["recipes"]]
+    assert runs == [(recipe, seed) for recipe in recipes for seed in (1, 7)]
+    for row in report["recipes"]:
         assert 0 < row["test_accuracy"] <= 1 and row["fit_seconds"] > 0
-        assert row["epochs"] == epochs
+        assert row["epochs"] == {"v0.1": 20, "cnn-fast": 3, "torch-eager": 30}[row["recipe"]]
+        if row["recipe"] != "torch-eager":  # read through predict, as train's exports
+            assert set(row["wild"]) == {"printed", "strokes", "photo"}
     assert "Recipes, trained as `train` does" in out
+    picture = (tmp_path / "accuracy_vs_time.png").read_bytes()
+    assert picture.startswith(b"\x89PNG") and len(picture) > 20_000  # drawn, not blank
     check_inference(report, out)
-    # --no-throughput: no peer, no ceiling, no time to 98%, and no table for them.
+    # --no-throughput: no peer, no ceiling, no time to a target, and no table for them.
     assert report["training"] == [] and report["ceiling_gflops"] == {}
-    assert report["time_to_98"] is None
-    assert "Training, steady state" not in out and "time to 98%" not in out
+    assert report["time_to_target"] == {}
+    assert "Training, steady state" not in out and "time to 9" not in out
 
 
 def test_bench_architectures(tmp_path, capsys):
@@ -107,8 +131,8 @@ def test_bench_architectures(tmp_path, capsys):
         tmp_path,
         capsys,
         "--no-throughput",
-        "--recipe-seeds",
-        "0",
+        "--recipes",
+        "none",
         "--architecture-epochs",
         "1",
     )
@@ -137,9 +161,11 @@ GUARD = "the recipes hold out 5000 training images for validation, and only 300 
     "args, message",
     [
         (["--epochs", "1"], "--epochs must be at least 2"),
-        (["--recipe-seeds", "-1"], "--recipe-seeds must be 0 or more"),
-        (["--recipe-seeds", "0"], GUARD),  # the architectures hold out as much
-        (["--recipe-seeds", "0", "--train-samples", "60000"], GUARD),  # a slice past the data
+        (["--recipes", "none", "cnn"], "--recipes takes none alone"),
+        (["--recipes", "mlp"], "--recipes: invalid choice: 'mlp'"),
+        (["--recipe-seeds", "x"], "--recipe-seeds: invalid int value: 'x'"),
+        (["--recipes", "none"], GUARD),  # the architectures hold out as much
+        (["--recipes", "none", "--train-samples", "60000"], GUARD),  # a slice past the data
         (["--train-samples", "0"], "--train-samples must be a positive integer"),
         (["--architecture-epochs", "0"], "--architecture-epochs must be a positive integer"),
         (["--wild-per-class", "0"], "--wild-per-class must be a positive integer"),

@@ -106,11 +106,33 @@ def test_augmenting_turns_xla_off_unless_asked_for_and_then_refuses():
         ("augment_rotation", -1.0),
         ("augment_rotation", 181.0),
         ("augment_zoom", -0.1),
+        ("conv_filters", (32, 0)),
+        ("conv_kernels", (3,)),  # one a stage: two stages
+        ("conv_kernels", (13, 9)),  # 28 -> 16 -> 8 -> 0 (valid 9x9 on 8x8): nothing left
+        ("beta_1", 1.0),
+        ("beta_2", -0.5),
+        ("warmup", 1.0),
     ],
 )
 def test_invalid_arch_and_augmentation_name_their_flag(field, value):
     with pytest.raises(ConfigError, match=f"^--{field.replace('_', '-')} "):
         resolve_config(**{field: value})
+
+
+def test_warmup_and_betas_refuse_what_would_ignore_them():
+    with pytest.raises(ConfigError, match="^--warmup goes with --schedule cosine"):
+        resolve_config(schedule="constant", warmup=0.1)
+    with pytest.raises(ConfigError, match="^--beta-1 goes with --optimizer adam"):
+        resolve_config(optimizer="sgd", beta_1=0.7)
+    assert resolve_config(optimizer="sgd").beta_1 == TrainConfig.beta_1  # the defaults pass
+
+
+def test_cnn_fast_is_a_convnet_whose_flags_still_win():
+    config = resolve_config("cnn-fast")
+    assert config.arch == "cnn" and config.preset == "cnn-fast"
+    assert (config.conv_filters, config.conv_kernels) == ((24, 32), (5, 3))
+    assert not config.augment and config.warmup > 0
+    assert resolve_config("cnn-fast", conv_filters=[8, 8], epochs=1).conv_filters == (8, 8)
 
 
 def test_every_option_field_is_a_flag_whose_help_ends_with_the_dataclass_default():

@@ -104,6 +104,28 @@ def test_cosine_schedule_spans_the_whole_run_and_constant_is_a_number():
     assert constant.optimizer.get_config()["learning_rate"] == pytest.approx(0.003)
 
 
+def test_warmup_rises_to_the_peak_then_the_cosine_takes_it_to_zero():
+    config = TrainConfig(epochs=10, learning_rate=0.01, warmup=0.2, beta_1=0.7, beta_2=0.9)
+    optimizer = build_model(config, STEPS).optimizer
+    schedule = keras.optimizers.schedules.deserialize(optimizer.get_config()["learning_rate"])
+    assert float(schedule(0)) == pytest.approx(0.001)  # a tenth of the peak
+    assert float(schedule(10)) == pytest.approx(0.0055)  # halfway up, linearly
+    assert float(schedule(20)) == pytest.approx(0.01)  # the peak, after 20% of 100 steps
+    assert float(schedule(60)) == pytest.approx(0.005)  # half of the cosine's 80 steps
+    assert float(schedule(100)) == pytest.approx(0.0, abs=1e-9)
+    assert optimizer.get_config()["beta_1"] == pytest.approx(0.7)
+    assert optimizer.get_config()["beta_2"] == pytest.approx(0.9)
+
+
+def test_the_convolution_stages_follow_their_flags():
+    config = resolve_config(arch="cnn", conv_filters=(4, 6, 8), conv_kernels=(5, 3, 3))
+    model = build_model(config, STEPS)
+    kernels = [model.get_layer(f"conv{i}").kernel.shape for i in (1, 2, 3)]
+    assert [tuple(k) for k in kernels] == [(5, 5, 1, 4), (3, 3, 4, 6), (3, 3, 6, 8)]
+    # 28 -> 24 -> 12 -> 10 -> 5 -> 3 -> 1: 8 features reach the hidden layer.
+    assert model.get_layer("hidden").kernel.shape[0] == 8
+
+
 @pytest.mark.parametrize("hidden", [16, 64])
 def test_convnet_is_the_same_network_from_both_apis(hidden):
     models = [
