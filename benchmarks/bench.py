@@ -14,6 +14,7 @@ import dataclasses
 import functools
 import importlib.util
 import multiprocessing
+import os
 import resource
 import statistics
 import sys
@@ -69,6 +70,8 @@ RECIPES: dict[str, dict[str, Any]] = {
     "cnn": {"arch": "cnn"},
     "cnn-fast": {"preset": "cnn-fast"},
 }
+# What each recipe should reach on the MNIST test set (the median of its seeds), drawn.
+ACCURACY_TARGETS = {"default": 0.986, "cnn-fast": 0.994, "cnn": 0.996}
 TORCH_EAGER = "torch-eager"  # the MLP default's network and recipe in PyTorch's eager loop
 NO_RECIPES = "none"
 
@@ -87,8 +90,8 @@ class BenchConfig:
     throughput: bool = option(
         True,
         "time training every way (this package, Keras on NumPy arrays, raw TF2, PyTorch, "
-        "scikit-learn, the TF1 tutorial) against the matrix-product ceiling, and the default "
-        "recipe to a test accuracy of 0.98",
+        "scikit-learn, the TF1 tutorial) against the matrix-product ceiling, and the time the "
+        "default recipe takes to 98% test accuracy, cnn-fast to 99%",
     )
     latency_calls: int = option(1000, "batch-1 calls timed for the latency percentiles", "N")
     recipes: tuple[str, ...] = option(
@@ -473,6 +476,9 @@ def measure_recipes(
     rows = []
     with tempfile.TemporaryDirectory() as runs:
         for name in config.trained_recipes:
+            if name == TORCH_EAGER and importlib.util.find_spec("torch") is None:
+                rows.append({"recipe": name, "skipped": "torch not installed"})
+                continue
             for seed in config.recipe_seeds:
                 say(f"recipe {name}, seed {seed}")
                 if name == TORCH_EAGER:
@@ -638,12 +644,13 @@ def run_bench(config: BenchConfig, data: Mnist | None = None, progress=None) -> 
             data.x_test, data.y_test, seed=config.seed, per_class=config.wild_per_class, faces=faces
         )
     recipes = measure_recipes(data, sets, config, say)
-    if recipes:
+    trained = [row for row in recipes if "skipped" not in row]
+    if trained:
         title = (
             f"Keras {keras.__version__} ({BACKEND}), TensorFlow {tf.__version__}, "
-            f"{len(data.x_train):,} training images"
+            f"{len(data.x_train):,} MNIST training images, {os.cpu_count()} CPU cores"
         )
-        save_accuracy_vs_time(recipes, title, Path(config.picture))
+        save_accuracy_vs_time(trained, title, Path(config.picture), ACCURACY_TARGETS)
     architectures = measure_architectures(data, sets, config, say) if config.architectures else []
     return {
         **_report(config, data, training, ceilings, to_target, inference),

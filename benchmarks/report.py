@@ -135,6 +135,9 @@ def _recipes_table(rows: list[dict[str, Any]]) -> Table:
     for column in ("recipe", "seed", "test acc", "fit s", "epochs", *kinds):
         table.add_column(column, justify="left" if column == "recipe" else "right")
     for row in rows:
+        if "skipped" in row:
+            table.add_row(row["recipe"], "", f"[dim]skipped: {row['skipped']}[/]")
+            continue
         wild = row.get("wild", {})
         table.add_row(
             row["recipe"],

@@ -114,7 +114,7 @@ RUN_TRAIN_FIELDS = (
 # The search space (log scale for width and rate): around each architecture's recipe, wide
 # enough to find a better one. Dropout rates join with --tune-dropout.
 HIDDEN_UNITS = {"mlp": (512, 2048), "cnn": (64, 1024)}
-LEARNING_RATE = (5e-4, 5e-3)
+LEARNING_RATE = {"mlp": (5e-4, 5e-3), "cnn": (1e-3, 1e-2)}
 DROPOUT = (0.2, 0.6, 0.1)  # low, high, step
 INPUT_DROPOUT = (0.0, 0.3, 0.1)
 
@@ -123,7 +123,7 @@ def sample_config(hp: kt.HyperParameters, base: TrainConfig, tune_dropout: bool)
     """The search space: hidden width and learning rate (log scale), dropout rates if asked."""
     values: dict[str, Any] = {
         "hidden_units": hp.Int("hidden_units", *HIDDEN_UNITS[base.arch], sampling="log"),
-        "learning_rate": hp.Float("learning_rate", *LEARNING_RATE, sampling="log"),
+        "learning_rate": hp.Float("learning_rate", *LEARNING_RATE[base.arch], sampling="log"),
     }
     if tune_dropout:
         for name, (low, high, step) in (("dropout", DROPOUT), ("input_dropout", INPUT_DROPOUT)):

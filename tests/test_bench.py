@@ -96,7 +96,7 @@ def test_bench_throughput_and_inference(tmp_path, capsys):
 
 
 def test_bench_recipes(tmp_path, capsys):
-    recipes = ("v0.1", "cnn-fast", "torch-eager")
+    recipes = ("cnn-fast", "torch-eager")
     report, out = run_bench(
         tmp_path,
         capsys,
@@ -112,7 +112,7 @@ def test_bench_recipes(tmp_path, capsys):
     assert runs == [(recipe, seed) for recipe in recipes for seed in (1, 7)]
     for row in report["recipes"]:
         assert 0 < row["test_accuracy"] <= 1 and row["fit_seconds"] > 0
-        assert row["epochs"] == {"v0.1": 20, "cnn-fast": 3, "torch-eager": 30}[row["recipe"]]
+        assert row["epochs"] == {"cnn-fast": 3, "torch-eager": 30}[row["recipe"]]
         if row["recipe"] != "torch-eager":  # read through predict, as train's exports
             assert set(row["wild"]) == {"printed", "strokes", "photo"}
     assert "Recipes, trained as `train` does" in out

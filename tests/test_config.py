@@ -188,7 +188,7 @@ def test_the_readme_flag_tables_are_the_commands_help(tmp_path, monkeypatch, cap
 
     assert check(readme)[0] == 0
     drifted = tmp_path / "README.md"
-    drifted.write_text(readme.read_text().replace("(default: 30; cnn: 20)", "(default: 31)"))
+    drifted.write_text(readme.read_text().replace("(default: 30; cnn: 12)", "(default: 31)"))
     code, out = check(drifted)
     assert code == 1 and "differs from --help" in out
 

@@ -132,8 +132,8 @@ def test_convnet_is_the_same_network_from_both_apis(hidden):
         build_model(resolve_config(arch="cnn", hidden_units=hidden, api=api), STEPS)
         for api in ("sequential", "functional")
     ]
-    # conv1 3x3x1x32, conv2 3x3x32x64 (28 -> 26 -> 13 -> 11 -> 5), then 5*5*64 features -> H -> 10.
-    expected = (9 * 32 + 32) + (9 * 32 * 64 + 64) + (1600 * hidden + hidden) + (hidden * 10 + 10)
+    # conv1 5x5x1x32, conv2 3x3x32x64 (28 -> 24 -> 12 -> 10 -> 5), then 5*5*64 features -> H -> 10.
+    expected = (25 * 32 + 32) + (9 * 32 * 64 + 64) + (1600 * hidden + hidden) + (hidden * 10 + 10)
     for model in models:
         assert model.name == "mnist_cnn"
         assert sum(int(np.prod(w.shape)) for w in model.trainable_weights) == expected
