@@ -41,12 +41,9 @@ VALIDATION_FRACTION = 10
 ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
     "mlp": {},
     "cnn": {
-        "conv_filters": (32, 64),
-        "conv_kernels": (5, 3),
         "hidden_units": 256,
         "dropout": 0.3,
         "input_dropout": 0.0,
-        "batch_size": 256,
         "epochs": 12,
         "learning_rate": 3e-3,
         "warmup": 0.1,
@@ -127,7 +124,7 @@ class TrainConfig:
         (32, 64), "cnn: filters of each convolution stage, one number a stage", "N"
     )
     conv_kernels: tuple[int, ...] = option(
-        (3, 3), "cnn: each stage's kernel side (valid padding), as many as --conv-filters", "N"
+        (5, 3), "cnn: each stage's kernel side (valid padding), as many as --conv-filters", "N"
     )
     learning_rate: float = option(
         2e-3, "optimizer step size, where the schedule starts (or peaks, after --warmup)", "X"
