@@ -32,11 +32,10 @@ import tensorflow as tf
 
 from benchmarks import torch_peers
 from benchmarks.backends import measure_backends
-from benchmarks.plot import save_accuracy_vs_time
+from benchmarks.plot import DEFAULT_PICTURE, draw_report
 from benchmarks.report import print_report
 from benchmarks.timing import batch_of, latency_and_throughput
 from mnist_keras import console, wild
-from mnist_keras.backend import BACKEND
 from mnist_keras.callbacks import EpochTimer
 from mnist_keras.compat import versions
 from mnist_keras.config import TrainConfig, resolve_config
@@ -70,8 +69,6 @@ RECIPES: dict[str, dict[str, Any]] = {
     "cnn": {"arch": "cnn"},
     "cnn-fast": {"preset": "cnn-fast"},
 }
-# What each recipe should reach on the MNIST test set (the median of its seeds), drawn.
-ACCURACY_TARGETS = {"default": 0.986, "cnn-fast": 0.994, "cnn": 0.996}
 TORCH_EAGER = "torch-eager"  # the MLP default's network and recipe in PyTorch's eager loop
 NO_RECIPES = "none"
 
@@ -103,8 +100,9 @@ class BenchConfig:
     )
     recipe_seeds: tuple[int, ...] = option((1, 2, 3, 42), "the seeds of each recipe", "N")
     picture: str = option(
-        "docs/accuracy_vs_time.png",
-        "where the recipes' test accuracy against fit seconds is drawn",
+        DEFAULT_PICTURE,
+        "where the recipes' test accuracy against fit seconds is drawn (again from a report: "
+        "python -m benchmarks.plot REPORT.json)",
         "PNG",
     )
     architectures: bool = option(
@@ -644,20 +642,15 @@ def run_bench(config: BenchConfig, data: Mnist | None = None, progress=None) -> 
             data.x_test, data.y_test, seed=config.seed, per_class=config.wild_per_class, faces=faces
         )
     recipes = measure_recipes(data, sets, config, say)
-    trained = [row for row in recipes if "skipped" not in row]
-    if trained:
-        title = (
-            f"Keras {keras.__version__} ({BACKEND}), TensorFlow {tf.__version__}, "
-            f"{len(data.x_train):,} MNIST training images, {os.cpu_count()} CPU cores"
-        )
-        save_accuracy_vs_time(trained, title, Path(config.picture), ACCURACY_TARGETS)
     architectures = measure_architectures(data, sets, config, say) if config.architectures else []
-    return {
+    report = {
         **_report(config, data, training, ceilings, to_target, inference),
         "recipes": recipes,
         "architectures": architectures,
         "backends": measure_backend_rows(data, config, say) if config.backends else [],
     }
+    draw_report(report, Path(config.picture))
+    return report
 
 
 def measure_backend_rows(
@@ -710,6 +703,7 @@ def _report(config, data, training, ceilings, to_target, inference) -> dict[str,
     return {
         "config": dataclasses.asdict(config),
         "train_samples": len(data.x_train),
+        "cpu_count": os.cpu_count(),
         "versions": versions(),
         "training": rows,
         "ceiling_gflops": ceilings,

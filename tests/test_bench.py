@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from helpers import synthetic_mnist, write_idx_folder
 
+from benchmarks import plot
 from benchmarks.bench import PEERS, SHAPES, main
 from mnist_keras.formats import FORMATS
 
@@ -118,6 +119,10 @@ def test_bench_recipes(tmp_path, capsys):
     assert "Recipes, trained as `train` does" in out
     picture = (tmp_path / "accuracy_vs_time.png").read_bytes()
     assert picture.startswith(b"\x89PNG") and len(picture) > 20_000  # drawn, not blank
+    # The report holds all the picture needs: drawn again from it, the same picture.
+    (report_path,) = (tmp_path / "bench").glob("bench-*.json")
+    assert plot.main([str(report_path), str(tmp_path / "again.png")]) == 0
+    assert (tmp_path / "again.png").read_bytes() == picture
     check_inference(report, out)
     # --no-throughput: no peer, no ceiling, no time to a target, and no table for them.
     assert report["training"] == [] and report["ceiling_gflops"] == {}
