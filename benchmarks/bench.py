@@ -481,26 +481,36 @@ def measure_recipes(
                 say(f"recipe {name}, seed {seed}")
                 if name == TORCH_EAGER:
                     rows.append(torch_recipe(data, seed, config.train_samples))
-                    continue
-                recipe = resolve_config(
-                    **RECIPES[name],
-                    seed=seed,
-                    train_samples=config.train_samples,
-                    export_formats=config.export_formats,
-                )
-                result = run(recipe, Path(runs), datasets=data)
-                scores = wild.score(load_classifier(result.export_path), sets)
-                rows.append(
-                    {
-                        "recipe": name,
-                        "seed": seed,
-                        "test_accuracy": result.evaluation.accuracy,
-                        "fit_seconds": round(result.train_seconds, 1),
-                        "epochs": len(result.history),
-                        "wild": {k.kind: round(k.accuracy, 4) for k in scores.kinds},
-                    }
-                )
+                else:
+                    rows.append(keras_recipe(data, sets, name, seed, config, Path(runs)))
     return rows
+
+
+def keras_recipe(
+    data: Mnist,
+    sets: Sequence[wild.WildSet],
+    name: str,
+    seed: int,
+    config: BenchConfig,
+    runs: Path,
+) -> dict[str, Any]:
+    """One of RECIPES with `seed`, as `train` runs it, read on the MNIST test set and the wild."""
+    recipe = resolve_config(
+        **RECIPES[name],
+        seed=seed,
+        train_samples=config.train_samples,
+        export_formats=config.export_formats,
+    )
+    result = run(recipe, runs, datasets=data)
+    scores = wild.score(load_classifier(result.export_path), sets)
+    return {
+        "recipe": name,
+        "seed": seed,
+        "test_accuracy": result.evaluation.accuracy,
+        "fit_seconds": round(result.train_seconds, 1),
+        "epochs": len(result.history),
+        "wild": {k.kind: round(k.accuracy, 4) for k in scores.kinds},
+    }
 
 
 def torch_recipe(data: Mnist, seed: int, train_samples: int | None) -> dict[str, Any]:
