@@ -101,16 +101,6 @@ def _error(row: dict[str, Any]) -> float:
     return 100 * (1 - row["test_accuracy"])
 
 
-def save_accuracy_vs_time(
-    rows: Sequence[dict[str, Any]],
-    title: str,
-    path: Path,
-    targets: Mapping[str, float] | None = None,
-) -> None:
-    """Draw `accuracy_vs_time` into a PNG at `path`, written atomically."""
-    write_bytes(path, png_bytes(accuracy_vs_time(rows, title, targets)))
-
-
 def report_title(report: dict[str, Any]) -> str:
     """What trained the recipes of a bench report, in one line."""
     v = report["versions"]
@@ -125,7 +115,8 @@ def draw_report(report: dict[str, Any], path: Path) -> bool:
     """Draw a bench report's trained recipes into `path`; False when it trained none."""
     rows = [row for row in report["recipes"] if "skipped" not in row]
     if rows:
-        save_accuracy_vs_time(rows, report_title(report), path, ACCURACY_TARGETS)
+        figure = accuracy_vs_time(rows, report_title(report), ACCURACY_TARGETS)
+        write_bytes(path, png_bytes(figure))  # atomically: a reader never sees half a PNG
     return bool(rows)
 
 
