@@ -206,6 +206,23 @@ def print_exports(exports: Sequence) -> None:
     console.print(f"[bold]in:[/] {', '.join(folders)}", soft_wrap=True, highlight=False)
 
 
+def print_static_site(site: Any) -> None:
+    """What `demo --static` wrote (static_site.StaticSite), and how to look at it."""
+    runtime = sum(size for name, size in site.files.items() if "/ort" in name)
+    console.print(
+        f"[bold]static page[/] in {escape(str(site.path))}: {site.size / 1e6:.1f} MB "
+        f"(the model {site.files['model.onnx'] / 1e6:.1f} MB, {site.runtime} "
+        f"{runtime / 1e6:.1f} MB)",
+        soft_wrap=True,
+        highlight=False,
+    )
+    print_line(f"model: {escape(str(site.model))}")
+    print_line(
+        f"try it: {shell.python_module('http.server', '-d', site.path, 8000)}, then open "
+        "http://127.0.0.1:8000/; publish it: copy the folder to any static host"
+    )
+
+
 def _confusion_table(confusion: np.ndarray) -> Table:
     table = Table(
         title="Confusion matrix on the test set (rows: true, columns: predicted)",

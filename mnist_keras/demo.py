@@ -6,6 +6,9 @@ SavedModel under artifacts/runs. Its JSON API is TensorFlow Serving's REST API (
 unchanged against a real TensorFlow Serving (`--serving-url`); `POST /demo/preprocess` brings
 a drawing or a picture to MNIST form with `predict.to_mnist`, the one implementation `predict`
 uses too.
+
+`--static OUT` writes the page as a folder any static host serves instead, the model running in
+the browser (`static_site.py`).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from mnist_keras.errors import ConfigError, DataError, first_line
 from mnist_keras.predict import MODEL_HELP, decode_picture, to_mnist
 from mnist_keras.runs import DEFAULT_RUNS_DIR, newest_export
 from mnist_keras.runtimes import Classifier, SavedModelClassifier, load_classifier, version_of
+from mnist_keras.static_site import DEFAULT_RUNTIME_DIR, write_static
 
 try:  # the server is an optional extra: pip install 'mnist-keras[demo]'
     import uvicorn
@@ -335,6 +339,22 @@ def build_parser() -> console.Parser:
         help="answer predictions from this TensorFlow Serving (e.g. http://localhost:8501) "
         "instead of a local model",
     )
+    p.add_argument(
+        "--static",
+        type=Path,
+        metavar="OUT",
+        help="write the page as a folder any static web server can publish, the model (as "
+        "ONNX) running in the browser, instead of serving it; OUT must be new, empty or "
+        "written by --static before",
+    )
+    p.add_argument(
+        "--runtime-dir",
+        type=Path,
+        default=DEFAULT_RUNTIME_DIR,
+        metavar="DIR",
+        help="with --static: the installed onnxruntime-web package to copy its files from "
+        f"({DEFAULT_RUNTIME_DIR}, which `make static` installs with npm ci)",
+    )
     p.add_argument("--name", default=MODEL_NAME, help=f"model name in the API ({MODEL_NAME})")
     p.add_argument(
         "--host",
@@ -366,9 +386,23 @@ def serving_line(backend: Backend, args: Any) -> str:
     return f"model: {backend.classifier.path}{chosen}"
 
 
+def write_static_page(args: Any) -> int:
+    if args.serving_url is not None:
+        raise ConfigError(
+            "--static puts the model in the folder: give --model PATH, not --serving-url"
+        )
+    path = args.model if args.model is not None else newest_export(args.runs_dir)
+    with console.status(f"writing the static page for {path}"):
+        site = write_static(args.static, path, args.runtime_dir)
+    console.print_static_site(site)
+    return 0
+
+
 @console.cli()
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.static is not None:
+        return write_static_page(args)
     if uvicorn is None:
         raise ConfigError("the demo needs its extra: pip install 'mnist-keras[demo]'")
     check_port(args.host, args.port)

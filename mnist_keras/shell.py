@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 
-def python_module(module: str, *args: str | Path) -> str:
+def python_module(module: str, *args: str | Path | int) -> str:
     """`python -m MODULE ARGS`, naming the interpreter that runs this package."""
     return shlex.join([_program(Path(sys.executable), "python"), "-m", module, *map(str, args)])
 

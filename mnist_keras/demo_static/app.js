@@ -1,16 +1,96 @@
-// The page: draw on the pad, send it to /demo/preprocess (the server brings it to MNIST form
-// with predict.to_mnist), then ask TensorFlow Serving's REST API for the prediction.
+// The page: draw on the pad (or open a picture) and see what the model reads. Two ways to get
+// the answer, one page: from the served demo (python -m mnist_keras.demo), which brings the
+// drawing to MNIST form with predict.to_mnist and answers through TensorFlow Serving's REST API;
+// or in this browser (the static folder, python -m mnist_keras.demo --static), with mnist.js and
+// ONNX Runtime Web. The static folder's index.html names its model on this script's tag.
 "use strict";
 
 const pad = document.getElementById("pad");
-const ctx = pad.getContext("2d");
+const ctx = pad.getContext("2d", { willReadFrequently: true });
 const seen = document.getElementById("seen");
 const bars = document.getElementById("bars");
 const statusLine = document.getElementById("status");
-// The model's name in the API (--name), asked once; predictions wait for it.
-const model = fetch("/demo/config").then((r) => r.json()).then((config) => config.model);
+const runtime = document.currentScript.dataset.model
+  ? inBrowser(document.currentScript.dataset)
+  : fromServer();
 let drawn = 0; // strokes so far; each answer says which drawing it belongs to
 let timer = null;
+
+// Each way answers a drawing (the pad's ImageData) or a picture (a File) with the 28x28 the
+// model saw (784 grey levels) and the ten probabilities.
+function fromServer() {
+  // The model's name in the API (--name), asked once; predictions wait for it.
+  const model = fetch("/demo/config").then((r) => r.json()).then((config) => config.model);
+  async function predict(preprocessed) {
+    const { image } = await preprocessed;
+    const body = JSON.stringify({ instances: [image] });
+    const name = encodeURIComponent(await model);
+    const { predictions } = await postJson(`/v1/models/${name}:predict`, body);
+    return { image: image.flat(), probabilities: predictions[0].probabilities };
+  }
+  return {
+    ready: model,
+    drawing: (pixels) => predict(postJson("/demo/preprocess", JSON.stringify({ image: rows(pixels) }))),
+    picture: (file) => predict(file.arrayBuffer().then((bytes) =>
+      postJson("/demo/preprocess", bytes, file.type || "image/png"))),
+  };
+}
+
+function inBrowser({ model, input, output }) {
+  const session = loadModel(model);
+  async function predict(image) {
+    const result = await (await session).run({ [input]: new ort.Tensor("uint8", image, [1, 28, 28]) });
+    return { image, probabilities: Array.from(result[output].data) };
+  }
+  return {
+    ready: session,
+    drawing: async (pixels) => predict(mnist.toMnist(mnist.grayOf(pixels))),
+    picture: async (file) => predict(mnist.toMnist(await decodePicture(file))),
+  };
+}
+
+async function loadModel(file) {
+  if (location.protocol === "file:") {
+    throw new Error(`browsers do not let a page opened as a file read ${file}: serve this ` +
+      "folder (python -m http.server) and open its address");
+  }
+  if (typeof ort === "undefined" || typeof mnist === "undefined") {
+    throw new Error("the page's scripts did not load: write the folder again " +
+      "(python -m mnist_keras.demo --static)");
+  }
+  // A static host sends no cross-origin isolation headers, so WebAssembly runs on one thread.
+  ort.env.wasm.numThreads = 1;
+  ort.env.wasm.wasmPaths = new URL("static/", document.baseURI).href;
+  const answer = await fetch(file).catch(() => null);
+  if (!answer || !answer.ok) {
+    throw new Error(`${file}: the model could not be read (${answer ? answer.status : "no answer"})`);
+  }
+  const bytes = new Uint8Array(await answer.arrayBuffer());
+  try {
+    return await ort.InferenceSession.create(bytes, { executionProviders: ["wasm"] });
+  } catch (error) {
+    const reason = String(error.message || error).split("\n")[0];
+    throw new Error(`${file}: not a model ONNX Runtime can load (${reason})`);
+  }
+}
+
+async function decodePicture(file) {
+  let bitmap;
+  try {
+    bitmap = await createImageBitmap(file, { colorSpaceConversion: "none" });
+  } catch {
+    throw new Error(`${file.name}: not a readable image (a PNG, JPEG, GIF or BMP picture)`);
+  }
+  if (bitmap.width * bitmap.height > mnist.MAX_SIDE ** 2) {
+    throw new Error(`${file.name}: more than ${mnist.MAX_SIDE}x${mnist.MAX_SIDE} pixels`);
+  }
+  const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+  const paper = canvas.getContext("2d");
+  paper.fillStyle = "#fff"; // transparent parts become white paper, as predict reads them
+  paper.fillRect(0, 0, bitmap.width, bitmap.height);
+  paper.drawImage(bitmap, 0, 0);
+  return paper.getImageData(0, 0, bitmap.width, bitmap.height);
+}
 
 function clearPad() {
   ctx.fillStyle = "#000";
@@ -66,15 +146,14 @@ function schedule() {
   timer = setTimeout(() => classifyDrawing(drawn), 120);
 }
 
-function drawingRows() {
-  const { data, width, height } = ctx.getImageData(0, 0, pad.width, pad.height);
-  const rows = [];
+function rows({ data, width, height }) {
+  const result = [];
   for (let y = 0; y < height; y++) {
     const row = new Array(width);
     for (let x = 0; x < width; x++) row[x] = data[(y * width + x) * 4];
-    rows.push(row);
+    result.push(row);
   }
-  return rows;
+  return result;
 }
 
 async function postJson(url, body, type = "application/json") {
@@ -88,15 +167,12 @@ async function postJson(url, body, type = "application/json") {
   return json;
 }
 
-async function classify(preprocessed, version) {
+async function classify(answer, version) {
   try {
-    const { image } = await preprocessed;
-    const body = JSON.stringify({ instances: [image] });
-    const name = encodeURIComponent(await model);
-    const { predictions } = await postJson(`/v1/models/${name}:predict`, body);
+    const { image, probabilities } = await answer;
     if (version !== drawn) return; // the drawing changed meanwhile: a newer answer follows
     showSeen(image);
-    showResult(predictions[0].probabilities);
+    showResult(probabilities);
     statusLine.textContent = "";
   } catch (error) {
     if (version !== drawn) return;
@@ -106,19 +182,18 @@ async function classify(preprocessed, version) {
 }
 
 function classifyDrawing(version) {
-  classify(postJson("/demo/preprocess", JSON.stringify({ image: drawingRows() })), version);
+  classify(runtime.drawing(ctx.getImageData(0, 0, pad.width, pad.height)), version);
 }
 
 function classifyFile(file) {
   drawn += 1;
   document.body.dataset.drawn = String(drawn);
-  classify(file.arrayBuffer().then((bytes) =>
-    postJson("/demo/preprocess", bytes, file.type || "image/png")), drawn);
+  classify(runtime.picture(file), drawn);
 }
 
 function showSeen(image) {
   const pixels = seen.getContext("2d").createImageData(28, 28);
-  image.flat().forEach((value, i) => {
+  image.forEach((value, i) => {
     pixels.data.set([value, value, value, 255], i * 4);
   });
   seen.getContext("2d").putImageData(pixels, 0, 0);
@@ -155,3 +230,11 @@ area.addEventListener("drop", (event) => {
 });
 
 clearPad();
+// The model loaded (the tests and the load-time measurement wait for this), or one line saying why not.
+runtime.ready.then(
+  () => { document.body.dataset.model = "ready"; },
+  (error) => {
+    document.body.dataset.model = "failed";
+    statusLine.textContent = error.message;
+  },
+);
