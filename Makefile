@@ -17,7 +17,7 @@ ifneq ($(SHARED_MNIST),)
 export MNIST_KERAS_DATA ?= $(abspath $(SHARED_MNIST))
 endif
 
-.PHONY: train tune bench demo test test-keras2 test-backends test-fast lint format clean browser fonts
+.PHONY: train tune bench demo static test test-keras2 test-backends test-fast lint format clean browser fonts node
 
 # The stamp is rebuilt when pyproject.toml changes, so a dependency edit reinstalls.
 $(VENV)/.installed: pyproject.toml
@@ -47,30 +47,45 @@ tune: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(VENV)/bin/python -m mnist_keras.demo $(ARGS)
 
-# The demo's browser test drives Debian's Chromium (browsers cannot be downloaded here): installed
-# with apt as root, through sudo otherwise, or a one-line instruction when neither can.
+# Debian packages a target needs, installed with apt when one is missing: as root, through sudo
+# otherwise, or a one-line instruction when neither can. $(1): the packages, $(2): what for.
+define apt_install
+if [ "$$(id -u)" = 0 ]; then SUDO=; \
+elif command -v sudo > /dev/null && sudo -n true 2> /dev/null; then SUDO=sudo; \
+else echo "error: $(2) needs $(1): run 'sudo apt-get install $(1)' (Debian) and retry" >&2; exit 2; fi; \
+$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(1) > /dev/null
+endef
+
+# The demo's browser test drives Debian's Chromium (browsers cannot be downloaded here).
 export CHROMIUM ?= /usr/bin/chromium
 browser:
-	@test -x $(CHROMIUM) || { \
-	  if [ "$$(id -u)" = 0 ]; then SUDO=; \
-	  elif command -v sudo > /dev/null && sudo -n true 2> /dev/null; then SUDO=sudo; \
-	  else echo "error: the browser test needs Chromium: run 'sudo apt-get install chromium' (Debian) and retry" >&2; exit 2; fi; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium > /dev/null; }
+	@test -x $(CHROMIUM) || { $(call apt_install,chromium,the browser test); }
 
-# The wild benchmark prints digits in Debian's font faces (scripts/wild_bench.py, mnist_keras/wild.py):
-# installed like Chromium above when any package is missing.
+# The wild benchmark prints digits in Debian's font faces (scripts/wild_bench.py, mnist_keras/wild.py).
 FONT_PACKAGES := fonts-dejavu-core fonts-dejavu-extra fonts-liberation fonts-freefont-ttf fonts-urw-base35
 fonts:
 	@dpkg-query -W -f='$${Status}\n' $(FONT_PACKAGES) 2> /dev/null | grep -c '^install ok installed$$' | grep -qx $(words $(FONT_PACKAGES)) || { \
-	  if [ "$$(id -u)" = 0 ]; then SUDO=; \
-	  elif command -v sudo > /dev/null && sudo -n true 2> /dev/null; then SUDO=sudo; \
-	  else echo "error: the wild benchmark needs fonts: run 'sudo apt-get install $(FONT_PACKAGES)' (Debian) and retry" >&2; exit 2; fi; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(FONT_PACKAGES) > /dev/null; }
+	  $(call apt_install,$(FONT_PACKAGES),the wild benchmark); }
 
-test: $(VENV)/.installed browser fonts
+# The static page's browser runtime (ONNX Runtime Web), pinned by web/package-lock.json: npm is
+# used for nothing else. npm ci installs exactly the lockfile's versions; no install scripts run.
+WEB_RUNTIME := web/node_modules/.installed
+node:
+	@command -v npm > /dev/null || { $(call apt_install,nodejs npm,the static page); }
+
+$(WEB_RUNTIME): web/package.json web/package-lock.json | node
+	npm ci --prefix web --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
+
+# The demo as a static folder (artifacts/static/) from the newest export: python -m http.server
+# -d artifacts/static serves it, as would any static host.
+static: $(VENV)/.installed $(WEB_RUNTIME)
+	$(VENV)/bin/python -m mnist_keras.demo --static artifacts/static $(ARGS)
+
+test: $(VENV)/.installed browser fonts $(WEB_RUNTIME)
 	$(VENV)/bin/python -m pytest $(XDIST) -m 'not backends' $(PYTEST_ARGS)
 
-test-keras2: $(VENV2)/.installed browser fonts
+test-keras2: $(VENV2)/.installed browser fonts $(WEB_RUNTIME)
 	$(VENV2)/bin/python -m pytest $(XDIST) -m 'not backends' $(PYTEST_ARGS)
 
 # Keras 3's JAX and PyTorch backends (tests/test_backends.py): a suite of its own, about 4 minutes.
@@ -89,4 +104,4 @@ format: $(VENV)/.installed
 	$(VENV)/bin/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) $(VENV2) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(VENV2) web/node_modules .pytest_cache .ruff_cache
