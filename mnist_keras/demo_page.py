@@ -1,20 +1,28 @@
-"""Drive the demo page from Python: serve an app on a free port, draw on the page in Chromium.
+"""Drive the demo page from Python: serve an app (or a static folder) on a free port, draw on the
+page in Chromium, with every request outside this machine refused.
 
-The demo's browser test and `scripts/demo_screenshot.py` share this. The browser is Debian's
-Chromium (`CHROMIUM` names another), driven through Playwright (the `dev` extra), which is
-imported only when a browser starts.
+The demo's browser tests and scripts (`demo_screenshot.py`, `static_page_latency.py`) share
+this. The browser is Debian's Chromium (`CHROMIUM` names another), driven through Playwright
+(the `dev` extra), which is imported only when a browser starts.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
+
+import numpy as np
 
 from mnist_keras.errors import RunError
 from mnist_keras.handwriting import Point
@@ -66,6 +74,39 @@ class Server:
         self.thread.join(timeout=10)
 
 
+class StaticServer:
+    """Python's own static file server (`python -m http.server`) over `folder`, in a process of
+    its own: what any static host does, no code of this package answering."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+
+    def __enter__(self) -> StaticServer:
+        command = [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(self.port)]
+        self.process = subprocess.Popen(
+            [*command, "--directory", str(self.folder)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(self.url, timeout=2).close()
+                return self
+            except OSError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    self.__exit__()
+                    raise RunError(f"a static server for {self.folder} did not start") from None
+                time.sleep(0.05)
+
+    def __exit__(self, *exc: object) -> None:
+        self.process.kill()
+        self.process.wait()
+
+
 @contextmanager
 def chromium_page(url: str, executable: str = CHROMIUM) -> Iterator[Any]:
     """A Playwright page in headless Chromium, open at `url`; the browser closes afterwards."""
@@ -77,10 +118,20 @@ def chromium_page(url: str, executable: str = CHROMIUM) -> Iterator[Any]:
         )
         try:
             page = browser.new_page(viewport=VIEWPORT)
+            page.refused = []  # what the page asked of other machines: nothing, on this demo
+            page.route("**/*", functools.partial(_this_machine_only, page.refused))
             page.goto(url)
             yield page
         finally:
             browser.close()
+
+
+def _this_machine_only(refused: list[str], route: Any) -> None:
+    if urllib.parse.urlsplit(route.request.url).hostname == "127.0.0.1":
+        route.continue_()
+    else:
+        refused.append(route.request.url)
+        route.abort("internetdisconnected")
 
 
 def draw(page: Any, strokes: Sequence[Sequence[Point]], steps: int = 1) -> None:
@@ -117,6 +168,28 @@ def wait_for_answer(page: Any, timeout_ms: int = 20_000) -> Answer:
         "document.body.dataset.drawn === document.body.dataset.predicted", timeout=timeout_ms
     )
     return Answer(page.inner_text("#top-class"), page.inner_text("#top-prob"))
+
+
+def seen(page: Any) -> np.ndarray:
+    """The 28x28 the page shows the model saw, as uint8 grey levels."""
+    return _canvas(page, "seen")
+
+
+def drawing(page: Any) -> np.ndarray:
+    """The pad's drawing as uint8 grey levels (its red channel: the pen is white on black)."""
+    return _canvas(page, "pad")
+
+
+def _canvas(page: Any, element_id: str) -> np.ndarray:
+    red, side = page.evaluate(
+        """(id) => {
+            const canvas = document.getElementById(id);
+            const { data } = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height);
+            return [Array.from(data.filter((_, i) => i % 4 === 0)), canvas.width];
+        }""",
+        element_id,
+    )
+    return np.array(red, np.uint8).reshape(-1, side)
 
 
 def save_screenshot(page: Any, path: Path) -> Path:

@@ -60,6 +60,7 @@ async function loadModel(file) {
   }
   // A static host sends no cross-origin isolation headers, so WebAssembly runs on one thread.
   ort.env.wasm.numThreads = 1;
+  ort.env.logLevel = "error"; // not its warnings about this machine's CPU on the console
   ort.env.wasm.wasmPaths = new URL("static/", document.baseURI).href;
   const answer = await fetch(file).catch(() => null);
   if (!answer || !answer.ok) {

@@ -15,7 +15,7 @@ const mnist = (() => {
   const MAX_SIDE = 2000; // pixels a side of a picture, as the served demo allows
 
   function image(height, width, data = new Float64Array(height * width)) {
-    return { height, width, data };
+    return { height, width, data: data instanceof Float64Array ? data : Float64Array.from(data) };
   }
 
   // Python's round(): halves go to the even neighbour.

@@ -1,0 +1,199 @@
+"""The demo as a static folder (`demo --static`): what it writes, what it refuses, and the page in
+headless Chromium served by a plain static server: mnist.js against predict.to_mnist, the model
+in ONNX Runtime Web against ONNX Runtime, and a broken model file. The folder reading drawn
+digits is test_demo.py's browser tests, which run on the served page and on the static one."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import assert_clean_failure, run_main
+
+from mnist_keras import demo_page, static_site
+from mnist_keras.errors import RunError
+from mnist_keras.handwriting import pen_path
+from mnist_keras.predict import to_mnist
+from mnist_keras.runtimes import load_classifier
+from mnist_keras.static_site import MANIFEST, MODEL_FILE, write_static
+
+ROOT = Path(__file__).parents[1]
+RUNTIME_DIR = ROOT / static_site.DEFAULT_RUNTIME_DIR  # installed by the Makefile (npm ci)
+
+
+@pytest.fixture(scope="module")
+def mlp_site(trained, tmp_path_factory) -> Path:
+    """The static folder for the briefly trained MLP, converted from its SavedModel."""
+    out = tmp_path_factory.mktemp("static") / "site"
+    write_static(out, trained.export_path, RUNTIME_DIR)
+    return out
+
+
+def _static(*args: str, cwd: Path):
+    return run_main("demo", "--runtime-dir", str(RUNTIME_DIR), "--static", *args, cwd=cwd)
+
+
+def test_the_folder_holds_the_served_page_the_runtime_and_the_model(mlp_site, trained, real_mnist):
+    files = sorted(str(p.relative_to(mlp_site)) for p in mlp_site.rglob("*") if p.is_file())
+    runtime = [f"static/{name}" for name in static_site.RUNTIME_FILES]
+    page = [f"static/{name}" for name in static_site.PAGE_FILES]
+    assert files == sorted(["index.html", MANIFEST, MODEL_FILE, *page, *runtime])
+    manifest = json.loads((mlp_site / MANIFEST).read_text())
+    assert manifest["model"] == str(trained.export_path)
+    assert manifest["runtime"].startswith("onnxruntime-web 1.")
+    assert manifest["files"][MODEL_FILE] == (mlp_site / MODEL_FILE).stat().st_size
+
+    # The served page, but for the tag that names the model and loads the runtime first.
+    html = (mlp_site / "index.html").read_text()
+    served = (static_site.PAGE / "index.html").read_text()
+    head, tail = served.split(static_site.APP_TAG)
+    assert html.startswith(head) and html.endswith(tail)
+    tags = html[len(head) : len(html) - len(tail)]
+    assert tags.index("ort.wasm.min.js") < tags.index("mnist.js") < tags.index('data-model="')
+
+    # The ONNX the page runs answers as the SavedModel it came from.
+    images = real_mnist.x_test[:50]
+    onnx = load_classifier(mlp_site / MODEL_FILE)(images)
+    np.testing.assert_allclose(onnx, load_classifier(trained.export_path)(images), atol=1e-5)
+
+
+def test_an_onnx_export_goes_in_as_it_is_and_the_folder_is_rewritten(mlp_site, tmp_path):
+    model = tmp_path / "3.onnx"
+    model.write_bytes((mlp_site / MODEL_FILE).read_bytes())
+    out = tmp_path / "site"
+    for _ in range(2):  # the second time over the folder it wrote the first time
+        result = _static(str(out), "--model", str(model), cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+    assert (out / MODEL_FILE).read_bytes() == model.read_bytes()
+    assert f"static page in {out}" in result.stdout
+    assert "-m http.server -d" in result.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["3.onnx", "site"]  # no temporary
+
+
+def test_the_newest_export_without_model(trained, tmp_path):
+    version = tmp_path / "artifacts" / "runs" / "20260101-000000-aaaaaa" / "export" / "mnist"
+    version.mkdir(parents=True)
+    (version / "1").symlink_to(trained.export_path, target_is_directory=True)
+    result = _static("site", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    chosen = Path("artifacts", "runs", "20260101-000000-aaaaaa", "export", "mnist", "1")
+    assert json.loads((tmp_path / "site" / MANIFEST).read_text())["model"] == str(chosen)
+
+
+BAD_INPUT = {
+    "foreign folder": (["--model", "{onnx}"], "the folder holds files this did not write"),
+    "a file": (["--model", "{onnx}"], "a file is there, not a folder"),
+    "tflite": (["--model", "m.tflite"], "the static page runs ONNX in the browser"),
+    "corrupt onnx": (["--model", "{corrupt}"], "not a loadable ONNX model"),
+    "no model": (["--model", "nowhere"], "--model nowhere: no SavedModel"),
+    "serving url": (["--serving-url", "http://127.0.0.1:8501"], "give --model PATH, not"),
+    "no runtime": (["--model", "{onnx}", "--runtime-dir", "nowhere"], "run `make static`"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUT))
+def test_bad_input_is_refused_and_nothing_is_written(mlp_site, tmp_path, case):
+    args, message = BAD_INPUT[case]
+    (tmp_path / "m.tflite").write_bytes(b"TFL3")
+    (tmp_path / "bad.onnx").write_bytes(b"not a protobuf")
+    onnx = str(mlp_site / MODEL_FILE)
+    args = [a.format(onnx=onnx, corrupt=tmp_path / "bad.onnx") for a in args]
+    out = tmp_path / "out"
+    if case == "foreign folder":
+        out.mkdir()
+        (out / "notes.txt").write_text("mine")
+    elif case == "a file":
+        out.write_text("mine")
+    before = sorted(tmp_path.rglob("*"))
+    result = _static(str(out), *args, cwd=tmp_path)
+    assert_clean_failure(result, message)
+    assert sorted(tmp_path.rglob("*")) == before  # nothing written, nothing left behind
+    if case == "foreign folder":
+        assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_a_failed_write_keeps_the_folder_there_was(mlp_site, tmp_path, monkeypatch):
+    out = tmp_path / "site"
+    write_static(out, mlp_site / MODEL_FILE, RUNTIME_DIR)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    def fail(self, content):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", fail)
+    with pytest.raises(RunError, match="No space left on device"):
+        write_static(out, mlp_site / MODEL_FILE, RUNTIME_DIR)
+    monkeypatch.undo()
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["site"]
+
+
+def _pictures(real_mnist) -> list[np.ndarray]:
+    """Dark digits on unevenly lit paper, of several sizes (some over 512 pixels, so shrunk
+    first): to_mnist's every step runs on them."""
+    rng = np.random.default_rng(7)
+    pictures = []
+    for digit, side in zip(real_mnist.x_test[20:26], (90, 300, 513, 700, 1000, 1400), strict=True):
+        rows = int(side * rng.uniform(0.7, 1.3))
+        big = np.kron(255.0 - digit, np.ones((rows // 28 + 1, side // 28 + 1)))[:rows, :side]
+        lighting = np.linspace(0, 70, side)[None, :] + np.linspace(0, 40, rows)[:, None]
+        noise = rng.normal(0, 6, big.shape)
+        pictures.append(np.clip(big - lighting + noise, 0, 255).astype(np.uint8))
+    return pictures
+
+
+def _to_mnist_in_page(page, picture: np.ndarray) -> np.ndarray:
+    """mnist.js's toMnist of a grayscale picture, in the page (pixels go in and out as base64:
+    as a list, a picture of a million pixels takes seconds to cross)."""
+    script = """([height, width, encoded]) => {
+        const pixels = Uint8Array.from(atob(encoded), (c) => c.charCodeAt(0));
+        return btoa(String.fromCharCode(...mnist.toMnist(mnist.image(height, width, pixels))));
+    }"""
+    encoded = base64.b64encode(picture.tobytes()).decode()
+    seen = page.evaluate(script, [*picture.shape, encoded])
+    return np.frombuffer(base64.b64decode(seen), np.uint8).reshape(28, 28)
+
+
+@pytest.mark.slow
+def test_the_page_in_chromium_answers_as_python_and_says_what_is_broken(
+    mlp_site, real_mnist, tmp_path
+):
+    """One browser: mnist.js against to_mnist on pictures; the MLP's answers against ONNX
+    Runtime's on drawn digits; a corrupt and a missing model file each shown in one line."""
+    classifier = load_classifier(mlp_site / MODEL_FILE)
+    with demo_page.StaticServer(mlp_site) as server, demo_page.chromium_page(server.url) as page:
+        page.wait_for_function("document.body.dataset.model === 'ready'")
+        for picture in _pictures(real_mnist):
+            seen = _to_mnist_in_page(page, picture)
+            assert np.abs(seen.astype(int) - to_mnist(picture)).max() <= 1, picture.shape
+
+        for digit in (2, 5, 8):
+            demo_page.clear(page)
+            demo_page.draw(page, pen_path(digit, seed=3))
+            answer = demo_page.wait_for_answer(page)
+            seen = demo_page.seen(page)
+            probabilities = classifier(seen[None])[0]
+            assert answer.digit == str(probabilities.argmax())
+            assert answer.probability == f"{probabilities.max():.1%}"
+        assert page.refused == []
+
+    sites = []
+    for broken in (b"garbage", None):
+        sites.append(tmp_path / f"site-{len(sites)}")
+        write_static(sites[-1], mlp_site / MODEL_FILE, RUNTIME_DIR)
+        if broken is None:
+            (sites[-1] / MODEL_FILE).unlink()
+        else:
+            (sites[-1] / MODEL_FILE).write_bytes(broken)
+    with demo_page.StaticServer(tmp_path) as server, demo_page.chromium_page(server.url) as page:
+        for site, message in zip(sites, ("not a model ONNX Runtime can load", "404"), strict=True):
+            page.goto(f"{server.url}/{site.name}/")
+            page.wait_for_function("document.body.dataset.model === 'failed'")
+            line = page.inner_text("#status")
+            assert line.startswith(f"{MODEL_FILE}: ") and message in line and "\n" not in line
+            demo_page.draw(page, pen_path(1))
+            assert demo_page.wait_for_answer(page).digit == "–"  # no answer, the same line
+            assert page.inner_text("#status") == line
