@@ -45,7 +45,7 @@ function inBrowser({ model, input, output }) {
   return {
     ready: session,
     drawing: async (pixels) => predict(mnist.toMnist(mnist.grayOf(pixels))),
-    picture: async (file) => predict(mnist.toMnist(await decodePicture(file))),
+    picture: async (file) => predict(mnist.toMnist(mnist.grayOf(await decodePicture(file)))),
   };
 }
 
