@@ -123,6 +123,10 @@ def to_mnist(image: np.ndarray) -> np.ndarray:
     5. The digit is cropped to the box of the pixels above 20% of the brightest one,
     6. scaled (area, aspect kept) to fit 20x20,
     7. and placed in 28x28 with its centre of mass at the centre, its brightest pixel 255.
+
+    The static demo page runs these steps in the browser (`demo_static/mnist.js`, numbered
+    alike; docs/serving.md puts the two side by side); the tests hold a drawing's two results
+    within one grey level a pixel.
     """
     pixels = image.astype(np.float32)
     pixels = _resize(pixels, min(1.0, WORK_SIDE / max(pixels.shape)))

@@ -75,13 +75,22 @@ def write_static(out: Path, model: Path, runtime_dir: Path = DEFAULT_RUNTIME_DIR
 
 
 def check_target(out: Path) -> None:
-    """Refuse a file, or a folder with something in it that this module did not write."""
+    """Refuse a file, or a folder holding anything this module did not write there (a folder
+    someone published from, with their own files added, is theirs now)."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--static {out}: a file is there, not a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).is_file():
+    if not out.is_dir():
+        return
+    present = {str(p.relative_to(out)) for p in out.rglob("*") if not p.is_dir()}
+    try:
+        written = {*json.loads((out / MANIFEST).read_text())["files"], MANIFEST}
+    except (OSError, ValueError, KeyError, TypeError):
+        written = set()
+    foreign = sorted(present - written)
+    if foreign:
         raise ConfigError(
-            f"--static {out}: the folder holds files this did not write (no {MANIFEST}); "
-            "name a new or empty folder"
+            f"--static {out}: the folder holds files this did not write ({', '.join(foreign[:3])}"
+            f"{', ...' if len(foreign) > 3 else ''}); name a new or empty folder"
         )
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import gzip
 import importlib
+import importlib.util
 import io
 import os
 import signal
@@ -15,6 +17,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -207,3 +210,13 @@ def csv_epochs(run_dir: RunDir) -> list[int]:
 
 def one_epoch_done(runs: Path) -> Callable[[], bool]:
     return lambda: runs.is_dir() and any(csv_epochs(RunDir(p)) for p in runs.iterdir())
+
+
+@functools.cache
+def load_script(name: str) -> ModuleType:
+    """scripts/NAME.py as a module, to call its main(argv) in this process."""
+    path = Path(__file__).parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"scripts_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

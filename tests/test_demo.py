@@ -4,8 +4,6 @@ hand-drawn ones with the mouse."""
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 import json
 import os
 import shutil
@@ -16,13 +14,12 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from types import ModuleType
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import assert_clean_failure, run_cli, run_main
+from helpers import assert_clean_failure, load_script, run_cli, run_main
 from starlette.testclient import TestClient
 
 from mnist_keras import demo, demo_page
@@ -381,17 +378,6 @@ def test_hand_drawn_strokes_for_every_digit_stay_on_the_pad():
     assert pen_path(4, seed=1) == pen_path(4, seed=1) != pen_path(4, seed=2)
 
 
-@functools.cache
-def _script(name: str) -> ModuleType:
-    """scripts/NAME.py as a module, to call its main(argv) in this process."""
-    spec = importlib.util.spec_from_file_location(
-        f"scripts_{name}", ROOT / "scripts" / f"{name}.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.slow
 def test_screenshot_script_bad_model(tmp_path):
     """The script's bad input in a real process: exit 2, one line on stderr, nothing saved."""
@@ -543,7 +529,7 @@ def test_drawing_digits_by_hand_in_chromium(page_url, trained_cnn):
 def test_load_from_eight_clients_without_an_error(demo_server, real_mnist_dir, capsys):
     url, _ = demo_server
     args = ["--url", url, "--data", str(real_mnist_dir), "--requests", "300", "--json"]
-    code = _script("load_demo").main(args)  # the clients in this process, the server in its own
+    code = load_script("load_demo").main(args)  # the clients in this process, the server in its own
     printed = capsys.readouterr()
     assert code == 0, printed.err[-3000:]
     report = json.loads(printed.out.splitlines()[-1])

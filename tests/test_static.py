@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -84,8 +86,9 @@ def test_the_newest_export_without_model(trained, tmp_path):
 
 
 BAD_INPUT = {
-    "foreign folder": (["--model", "{onnx}"], "the folder holds files this did not write"),
+    "foreign folder": (["--model", "{onnx}"], "holds files this did not write (notes.txt)"),
     "a file": (["--model", "{onnx}"], "a file is there, not a folder"),
+    "ours, with a file added": (["--model", "{onnx}"], "files this did not write (CNAME)"),
     "tflite": (["--model", "m.tflite"], "the static page runs ONNX in the browser"),
     "corrupt onnx": (["--model", "{corrupt}"], "not a loadable ONNX model"),
     "no model": (["--model", "nowhere"], "--model nowhere: no SavedModel"),
@@ -107,6 +110,9 @@ def test_bad_input_is_refused_and_nothing_is_written(mlp_site, tmp_path, case):
         (out / "notes.txt").write_text("mine")
     elif case == "a file":
         out.write_text("mine")
+    elif case == "ours, with a file added":
+        write_static(out, mlp_site / MODEL_FILE, RUNTIME_DIR)
+        (out / "CNAME").write_text("digits.example.org")
     before = sorted(tmp_path.rglob("*"))
     result = _static(str(out), *args, cwd=tmp_path)
     assert_clean_failure(result, message)
@@ -197,3 +203,27 @@ def test_the_page_in_chromium_answers_as_python_and_says_what_is_broken(
             demo_page.draw(page, pen_path(1))
             assert demo_page.wait_for_answer(page).digit == "–"  # no answer, the same line
             assert page.inner_text("#status") == line
+
+
+@pytest.mark.slow
+def test_latency_script_times_both_pages(mlp_site):
+    """scripts/static_page_latency.py, briefly: the figures the README quotes come out of it.
+    In a process of its own, as the screenshot script's test says why (uvicorn's logging)."""
+    script = ROOT / "scripts" / "static_page_latency.py"
+    args = ["--model", str(mlp_site / MODEL_FILE), "--runtime-dir", str(RUNTIME_DIR)]
+    result = subprocess.run(
+        [sys.executable, str(script), *args, "--loads", "1", "--drawings", "3", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    for name in ("served", "static"):
+        figures = report[name]
+        assert 0 < figures["answer_ms_p50"] <= figures["answer_ms_p90"]
+        assert figures["load_to_first_answer_ms"] > figures["answer_ms_p50"]
+    # The static page downloads its whole folder but the manifest; the served one, a page.
+    static = report["static"]
+    assert 0.99 * static["folder_bytes"] < static["downloaded_bytes"] < static["folder_bytes"]
+    assert report["served"]["downloaded_bytes"] < 100_000

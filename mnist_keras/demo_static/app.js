@@ -30,7 +30,8 @@ function fromServer() {
   }
   return {
     ready: model,
-    drawing: (pixels) => predict(postJson("/demo/preprocess", JSON.stringify({ image: rows(pixels) }))),
+    drawing: (pixels) =>
+      predict(postJson("/demo/preprocess", JSON.stringify({ image: rows(pixels) }))),
     picture: (file) => predict(file.arrayBuffer().then((bytes) =>
       postJson("/demo/preprocess", bytes, file.type || "image/png"))),
   };
@@ -39,7 +40,8 @@ function fromServer() {
 function inBrowser({ model, input, output }) {
   const session = loadModel(model);
   async function predict(image) {
-    const result = await (await session).run({ [input]: new ort.Tensor("uint8", image, [1, 28, 28]) });
+    const feeds = { [input]: new ort.Tensor("uint8", image, [1, 28, 28]) };
+    const result = await (await session).run(feeds);
     return { image, probabilities: Array.from(result[output].data) };
   }
   return {
@@ -64,7 +66,8 @@ async function loadModel(file) {
   ort.env.wasm.wasmPaths = new URL("static/", document.baseURI).href;
   const answer = await fetch(file).catch(() => null);
   if (!answer || !answer.ok) {
-    throw new Error(`${file}: the model could not be read (${answer ? answer.status : "no answer"})`);
+    const why = answer ? `${answer.status} ${answer.statusText}`.trim() : "no answer";
+    throw new Error(`${file}: the model could not be read (${why})`);
   }
   const bytes = new Uint8Array(await answer.arrayBuffer());
   try {
@@ -175,6 +178,7 @@ async function classify(answer, version) {
     showSeen(image);
     showResult(probabilities);
     statusLine.textContent = "";
+    performance.mark("mnist:answered");
   } catch (error) {
     if (version !== drawn) return;
     statusLine.textContent = error.message;
@@ -182,7 +186,10 @@ async function classify(answer, version) {
   document.body.dataset.predicted = String(version);
 }
 
+// User Timing marks (DevTools' performance panel shows them; scripts/static_page_latency.py reads
+// them): the model loaded, a drawing asked about, its answer shown.
 function classifyDrawing(version) {
+  performance.mark("mnist:asked");
   classify(runtime.drawing(ctx.getImageData(0, 0, pad.width, pad.height)), version);
 }
 
@@ -231,9 +238,13 @@ area.addEventListener("drop", (event) => {
 });
 
 clearPad();
-// The model loaded (the tests and the load-time measurement wait for this), or one line saying why not.
+// The model loaded (the tests and the load-time measurement wait for this), or one line saying
+// why not.
 runtime.ready.then(
-  () => { document.body.dataset.model = "ready"; },
+  () => {
+    document.body.dataset.model = "ready";
+    performance.mark("mnist:ready");
+  },
   (error) => {
     document.body.dataset.model = "failed";
     statusLine.textContent = error.message;
