@@ -38,6 +38,8 @@ CHROMIUM_FLAGS = (
     "--disable-component-update",
     "--disable-sync",
     "--no-first-run",
+    "--disable-frame-rate-limit",
+    "--disable-gpu-vsync",
 )
 VIEWPORT = {"width": 820, "height": 560}  # the page's two columns side by side
 PAD_SIDE = 280  # the drawing pad's canvas, in its own pixels (index.html)
