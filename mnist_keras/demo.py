@@ -38,7 +38,7 @@ from mnist_keras.contract import (
 )
 from mnist_keras.data import IMAGE_SHAPE
 from mnist_keras.errors import ConfigError, DataError, first_line
-from mnist_keras.predict import MODEL_HELP, decode_picture, to_mnist
+from mnist_keras.predict import add_model_flag, decode_picture, to_mnist
 from mnist_keras.runs import DEFAULT_RUNS_DIR, newest_export
 from mnist_keras.runtimes import Classifier, SavedModelClassifier, load_classifier, version_of
 from mnist_keras.static_site import DEFAULT_RUNTIME_DIR, write_static
@@ -320,12 +320,7 @@ def check_port(host: str, port: int) -> None:
 
 def build_parser() -> console.Parser:
     p = console.Parser(prog="python -m mnist_keras.demo", description=__doc__.splitlines()[0])
-    p.add_argument(
-        "--model",
-        type=Path,
-        metavar="PATH",
-        help=f"{MODEL_HELP} (default: the newest SavedModel of any run under --runs-dir)",
-    )
+    add_model_flag(p, "the newest SavedModel of any run under --runs-dir")
     p.add_argument(
         "--runs-dir",
         type=Path,

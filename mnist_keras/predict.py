@@ -242,9 +242,11 @@ def to_json(results: Sequence[Prediction | Failure]) -> list[dict]:
     ]
 
 
-def add_model_flag(parser: console.Parser) -> None:
-    """--model, as every command that reads an export takes it (see `runtimes.load_classifier`)."""
-    parser.add_argument("--model", type=Path, required=True, metavar="PATH", help=MODEL_HELP)
+def add_model_flag(parser: console.Parser, default: str | None = None) -> None:
+    """--model, as every command that reads an export takes it (see `runtimes.load_classifier`);
+    optional where `default` says what is read without it."""
+    text = MODEL_HELP if default is None else f"{MODEL_HELP} (default: {default})"
+    parser.add_argument("--model", type=Path, required=default is None, metavar="PATH", help=text)
 
 
 MODEL_HELP = (

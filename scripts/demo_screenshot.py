@@ -25,6 +25,7 @@ from mnist_keras.contract import MODEL_NAME
 from mnist_keras.demo import Backend, create_app
 from mnist_keras.errors import ConfigError, RunError, first_line
 from mnist_keras.handwriting import pen_path
+from mnist_keras.predict import add_model_flag
 from mnist_keras.runs import DEFAULT_RUNS_DIR, newest_export
 from mnist_keras.runtimes import Classifier, load_classifier
 from mnist_keras.static_site import write_static
@@ -32,13 +33,7 @@ from mnist_keras.static_site import write_static
 
 def build_parser() -> console.Parser:
     p = console.Parser(prog="scripts/demo_screenshot.py", description=__doc__.splitlines()[0])
-    p.add_argument(
-        "--model",
-        type=Path,
-        metavar="DIR",
-        help=f"export folder: a version, or the model folder (default: the newest export under "
-        f"{DEFAULT_RUNS_DIR})",
-    )
+    add_model_flag(p, f"the newest SavedModel under {DEFAULT_RUNS_DIR}")
     p.add_argument("--digit", type=int, default=4, choices=range(10), help="what to draw (4)")
     p.add_argument("--seed", type=int, default=0, help="picks the hand's irregularity (0)")
     p.add_argument("--out", type=Path, required=True, metavar="PNG", help="where to save it")

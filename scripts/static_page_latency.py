@@ -29,6 +29,7 @@ from mnist_keras import console, demo_page
 from mnist_keras.contract import MODEL_NAME
 from mnist_keras.demo import Backend, create_app
 from mnist_keras.handwriting import pen_path
+from mnist_keras.predict import add_model_flag
 from mnist_keras.runs import DEFAULT_RUNS_DIR, newest_export
 from mnist_keras.runtimes import load_classifier, version_of
 from mnist_keras.static_site import DEFAULT_RUNTIME_DIR, write_static
@@ -42,12 +43,7 @@ BYTES = """() => performance.getEntriesByType("resource")
 
 def build_parser() -> console.Parser:
     p = console.Parser(prog="scripts/static_page_latency.py", description=__doc__.splitlines()[0])
-    p.add_argument(
-        "--model",
-        type=Path,
-        metavar="PATH",
-        help=f"a SavedModel or .onnx export (default: the newest export under {DEFAULT_RUNS_DIR})",
-    )
+    add_model_flag(p, f"the newest SavedModel under {DEFAULT_RUNS_DIR}")
     p.add_argument("--runtime-dir", type=Path, default=DEFAULT_RUNTIME_DIR, metavar="DIR")
     p.add_argument("--loads", type=int, default=5, help="cold page loads a way (5)")
     p.add_argument("--drawings", type=int, default=20, help="drawings timed a way (20)")
