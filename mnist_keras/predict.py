@@ -198,8 +198,11 @@ def _place_by_mass(digit: np.ndarray) -> np.ndarray:
     rows, cols = np.indices(digit.shape)
     total = max(float(digit.sum()), 1e-6)
     center = ((rows * digit).sum() / total, (cols * digit).sum() / total)
+    # The offset is rounded to 4 places first: a symmetric stroke's centre falls exactly halfway
+    # between two pixels, and the area resize's float32 error would otherwise pick the side
+    # (mnist.js, in float64, must pick the same one).
     top, left = (
-        int(np.clip(round(CANVAS / 2 - c), 0, CANVAS - n))
+        int(np.clip(round(round(CANVAS / 2 - c, 4)), 0, CANVAS - n))
         for c, n in zip(center, digit.shape, strict=True)
     )
     canvas = np.zeros(IMAGE_SHAPE, np.float32)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -147,6 +149,41 @@ def _pictures(real_mnist) -> list[np.ndarray]:
         noise = rng.normal(0, 6, big.shape)
         pictures.append(np.clip(big - lighting + noise, 0, 255).astype(np.uint8))
     return pictures
+
+
+def _shapes(real_mnist) -> list[np.ndarray]:
+    """Drawings where the two implementations could part: straight strokes whose centre falls
+    exactly between two pixels, a lone pixel, slivers, and traced digits at the pad's size."""
+    shapes = []
+    for top, left in ((20, 100), (23, 131), (41, 140), (56, 100)):
+        bar = np.zeros((280, 280), np.uint8)
+        bar[top:230, left : left + 18] = 255  # a 1 dragged straight down
+        shapes += [bar, bar.T.copy()]
+    dot = np.zeros((50, 50), np.uint8)
+    dot[20, 30] = 200
+    shapes += [dot, np.full((5, 1), 255, np.uint8), np.arange(12, dtype=np.uint8).reshape(3, 4)]
+    shapes += [np.kron(digit, np.ones((10, 10), np.uint8)) for digit in real_mnist.x_test[:8]]
+    return shapes
+
+
+def test_mnist_js_gives_to_mnists_28x28(real_mnist, tmp_path):
+    """mnist.js in Node (which the Makefile installs with npm) against predict.to_mnist."""
+    node = shutil.which("node")
+    assert node, "Node is missing: make test installs it (the Makefile's node target)"
+    shapes = _shapes(real_mnist)
+    cases = tmp_path / "cases.json"
+    cases.write_text(json.dumps([[*s.shape, s.ravel().tolist()] for s in shapes]))
+    script = (
+        f"const mnist = require({json.dumps(str(static_site.PAGE / 'mnist.js'))});"
+        f"const cases = require({json.dumps(str(cases))});"
+        "console.log(JSON.stringify(cases.map(([h, w, data]) =>"
+        " Array.from(mnist.toMnist(mnist.image(h, w, data))))));"
+    )
+    result = subprocess.run([node, "-e", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    for shape, seen in zip(shapes, json.loads(result.stdout), strict=True):
+        expected = to_mnist(shape).astype(int)
+        assert np.abs(np.reshape(seen, (28, 28)) - expected).max() <= 1, shape.shape
 
 
 def _to_mnist_in_page(page, picture: np.ndarray) -> np.ndarray:

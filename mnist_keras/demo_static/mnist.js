@@ -184,8 +184,10 @@ const mnist = (() => {
       }
     }
     total = Math.max(total, 1e-6);
-    const place = (center, n) =>
-      Math.min(CANVAS - n, Math.max(0, roundHalfEven(CANVAS / 2 - center)));
+    // Rounded to 4 places first, as predict._place_by_mass does: a centre exactly halfway
+    // between two pixels goes to the same side in both.
+    const place = (center, n) => Math.min(CANVAS - n,
+      Math.max(0, roundHalfEven(Math.round((CANVAS / 2 - center) * 1e4) / 1e4)));
     const top = place(rowMass / total, digit.height);
     const left = place(colMass / total, digit.width);
     const out = new Uint8Array(CANVAS * CANVAS);
