@@ -24,6 +24,7 @@ from mnist_keras.backend import BACKEND, TENSORFLOW
 from mnist_keras.errors import INTERRUPTED, ConfigError, MnistKerasError
 
 if TYPE_CHECKING:
+    from mnist_keras.static_site import StaticSite
     from mnist_keras.train import Fitted, TrainResult
 
 console = Console()
@@ -206,7 +207,7 @@ def print_exports(exports: Sequence) -> None:
     console.print(f"[bold]in:[/] {', '.join(folders)}", soft_wrap=True, highlight=False)
 
 
-def print_static_site(site: Any) -> None:
+def print_static_site(site: StaticSite) -> None:
     """What `demo --static` wrote (static_site.StaticSite), and how to look at it."""
     runtime = sum(size for name, size in site.files.items() if "/ort" in name)
     console.print(

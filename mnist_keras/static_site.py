@@ -15,10 +15,12 @@ LiteRT.js: see docs/serving.md, "The static page".
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
 import shutil
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +28,7 @@ from pathlib import Path
 from mnist_keras.contract import INPUT_NAME, OUTPUT_PROBABILITIES
 from mnist_keras.errors import ConfigError, ModelError, RunError, first_line
 from mnist_keras.formats import ONNX, check_formats, saved_model_to_onnx
-from mnist_keras.runs import current_umask
+from mnist_keras.runs import current_umask, write_bytes
 from mnist_keras.runtimes import SavedModelClassifier, load_classifier
 
 PAGE = Path(__file__).with_name("demo_static")  # the served demo's page, scripts and style
@@ -67,31 +69,66 @@ def write_static(out: Path, model: Path, runtime_dir: Path = DEFAULT_RUNTIME_DIR
         **{f"static/{name}": (PAGE / name).read_bytes() for name in PAGE_FILES},
         **{f"static/{name}": (runtime_dir / "dist" / name).read_bytes() for name in RUNTIME_FILES},
     }
-    sizes = {name: len(content) for name, content in files.items()}
-    manifest = {"model": str(source), "runtime": runtime, "files": sizes}
+    manifest = {
+        "model": str(source),
+        "runtime": runtime,
+        "files": {name: _fingerprint(content) for name, content in files.items()},
+    }
     files[MANIFEST] = (json.dumps(manifest, indent=2) + "\n").encode()
     replace_folder(out, files)
-    return StaticSite(out, source, runtime, sizes)
+    return StaticSite(out, source, runtime, {n: len(c) for n, c in files.items() if n != MANIFEST})
+
+
+def _fingerprint(content: bytes) -> dict[str, int | str]:
+    return {"bytes": len(content), "sha256": hashlib.sha256(content).hexdigest()}
 
 
 def check_target(out: Path) -> None:
-    """Refuse a file, or a folder holding anything this module did not write there (a folder
-    someone published from, with their own files added, is theirs now)."""
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--static {out}: a file is there, not a folder")
+    """Refuse a file, the current folder or one above it, or a folder holding anything this
+    module did not write there as it wrote it: a folder someone added to or edited is theirs."""
+    existing = next(path for path in (out, *out.parents) if path.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"--static {out}: {existing} is a file, not a folder")
+    if Path(os.path.abspath(out)) in (Path.cwd(), *Path.cwd().parents):
+        raise ConfigError(f"--static {out}: the current folder or one above it; name a new one")
     if not out.is_dir():
         return
-    present = {str(p.relative_to(out)) for p in out.rglob("*") if not p.is_dir()}
-    try:
-        written = {*json.loads((out / MANIFEST).read_text())["files"], MANIFEST}
-    except (OSError, ValueError, KeyError, TypeError):
-        written = set()
-    foreign = sorted(present - written)
+    foreign = sorted(_entries(out) - _ours(out))
     if foreign:
         raise ConfigError(
-            f"--static {out}: the folder holds files this did not write ({', '.join(foreign[:3])}"
+            f"--static {out}: the folder holds what this did not write ({', '.join(foreign[:3])}"
             f"{', ...' if len(foreign) > 3 else ''}); name a new or empty folder"
         )
+
+
+def _entries(out: Path) -> set[str]:
+    """Every file, folder and link under `out`, relative to it (links are not followed)."""
+
+    def unreadable(error: OSError) -> None:
+        raise ConfigError(f"--static {out}: cannot read {error.filename} ({error.strerror})")
+
+    found = set()
+    for root, folders, files in os.walk(out, onerror=unreadable):
+        found.update(os.path.relpath(os.path.join(root, n), out) for n in folders + files)
+    return found
+
+
+def _ours(out: Path) -> set[str]:
+    """What under `out` is as this module wrote it: the files its manifest lists with their
+    content unchanged, their folders, and the manifest."""
+    try:
+        listed = json.loads((out / MANIFEST).read_text())["files"]
+        unchanged = {
+            name
+            for name, fingerprint in listed.items()
+            if not (out / name).is_symlink()
+            and (out / name).is_file()
+            and _fingerprint((out / name).read_bytes()) == fingerprint
+        }
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return set()
+    folders = {str(parent) for name in unchanged for parent in Path(name).parents}
+    return unchanged | (folders - {"."}) | {MANIFEST}
 
 
 def runtime_version(runtime_dir: Path) -> str:
@@ -145,25 +182,40 @@ def page_html() -> str:
 
 def replace_folder(out: Path, files: dict[str, bytes]) -> None:
     """Write `files` (relative path: content) as the folder `out`: into a hidden folder beside
-    it, then renamed into place, so `out` is never half-written."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    it, then renamed into place, so `out` is never half-written. A folder already there is
+    moved aside first and removed once the new one is in place, or moved back."""
     old = out.parent / f".{out.name}.old-{secrets.token_hex(4)}"
+    tmp = None
+    placed = moved = False
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
         for name, content in files.items():
-            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
-            (tmp / name).write_bytes(content)
-        os.chmod(tmp, 0o777 & ~current_umask())  # as mkdir would make it: mkdtemp's is 0700
+            write_bytes(tmp / name, content)  # each file flushed to disk before the rename
+        mode = os.stat(out).st_mode if out.is_dir() else 0o777 & ~current_umask()
+        os.chmod(tmp, stat.S_IMODE(mode))  # the folder's mode, not mkdtemp's 0700
+        check_target(out)  # again: the conversion took seconds, and the folder may have changed
         if out.exists():
             os.rename(out, old)
-        try:
-            os.rename(tmp, out)
-        except OSError:
-            if old.exists():
-                os.rename(old, out)
-            raise
+            moved = True
+        os.rename(tmp, out)
+        placed = True
     except OSError as exc:
         raise RunError(f"--static {out}: writing the folder failed ({first_line(exc)})") from exc
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if placed:
+            shutil.rmtree(old, ignore_errors=True)
+        elif moved:
+            _move_back(old, out)
+
+
+def _move_back(old: Path, out: Path) -> None:
+    try:
+        os.rename(old, out)
+    except OSError as exc:
+        raise RunError(
+            f"--static {out}: writing the folder failed, and the folder that was there is now "
+            f"{old} ({first_line(exc)})"
+        ) from exc

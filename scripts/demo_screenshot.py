@@ -68,6 +68,8 @@ def screenshot(
         demo_page.draw(page, pen_path(digit, seed))
         answer = demo_page.wait_for_answer(page)
         demo_page.save_screenshot(page, out)
+        if answer.digit == "–":
+            raise RunError(f"the page did not answer: {page.inner_text('#status')}")
     return answer
 
 

@@ -28,6 +28,7 @@ import numpy as np
 from mnist_keras import console, demo_page
 from mnist_keras.contract import MODEL_NAME
 from mnist_keras.demo import Backend, create_app
+from mnist_keras.errors import RunError
 from mnist_keras.handwriting import pen_path
 from mnist_keras.predict import add_model_flag
 from mnist_keras.runs import DEFAULT_RUNS_DIR, newest_export
@@ -55,7 +56,8 @@ def answer_ms(page: Any, digit: int, seed: int) -> float:
     """Draw `digit` on the pad; the milliseconds from asking the model to showing its answer."""
     demo_page.clear(page)
     demo_page.draw(page, pen_path(digit, seed, step=6.0))
-    demo_page.wait_for_answer(page)
+    if demo_page.wait_for_answer(page).digit == "–":
+        raise RunError(f"the page did not answer: {page.inner_text('#status')}")
     return page.evaluate(MARK, "mnist:answered") - page.evaluate(MARK, "mnist:asked")
 
 
@@ -70,7 +72,8 @@ def measure(url: str, loads: int, drawings: int) -> dict[str, float]:
             downloaded.append(page.evaluate(BYTES))
             if load == 0:
                 latencies = [answer_ms(page, i % 10, seed=i) for i in range(drawings)]
-            assert page.refused == [], page.refused
+            if page.refused:
+                raise RunError(f"the page asked for {page.refused[0]}, off this machine")
     return {
         "load_to_first_answer_ms": float(np.median(first)),
         "downloaded_bytes": float(np.median(downloaded)),

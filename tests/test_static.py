@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -46,7 +47,7 @@ def test_the_folder_holds_the_served_page_the_runtime_and_the_model(mlp_site, tr
     manifest = json.loads((mlp_site / MANIFEST).read_text())
     assert manifest["model"] == str(trained.export_path)
     assert manifest["runtime"].startswith("onnxruntime-web 1.")
-    assert manifest["files"][MODEL_FILE] == (mlp_site / MODEL_FILE).stat().st_size
+    assert manifest["files"][MODEL_FILE]["bytes"] == (mlp_site / MODEL_FILE).stat().st_size
 
     # The served page, but for the tag that names the model and loads the runtime first.
     html = (mlp_site / "index.html").read_text()
@@ -86,9 +87,14 @@ def test_the_newest_export_without_model(trained, tmp_path):
 
 
 BAD_INPUT = {
-    "foreign folder": (["--model", "{onnx}"], "holds files this did not write (notes.txt)"),
-    "a file": (["--model", "{onnx}"], "a file is there, not a folder"),
-    "ours, with a file added": (["--model", "{onnx}"], "files this did not write (CNAME)"),
+    "foreign folder": (["--model", "{onnx}"], "holds what this did not write (notes.txt)"),
+    "ours, a file added": (["--model", "{onnx}"], "holds what this did not write (CNAME)"),
+    "ours, a file edited": (["--model", "{onnx}"], "did not write (index.html)"),
+    "ours, a folder added": (["--model", "{onnx}"], "did not write (drafts)"),
+    "ours, a link added": (["--model", "{onnx}"], "did not write (photos)"),
+    "a file": (["--model", "{onnx}"], "out is a file, not a folder"),
+    "below a file": (["--model", "{onnx}"], "out is a file, not a folder"),
+    "the current folder": (["--model", "{onnx}"], "the current folder or one above it"),
     "tflite": (["--model", "m.tflite"], "the static page runs ONNX in the browser"),
     "corrupt onnx": (["--model", "{corrupt}"], "not a loadable ONNX model"),
     "no model": (["--model", "nowhere"], "--model nowhere: no SavedModel"),
@@ -97,28 +103,45 @@ BAD_INPUT = {
 }
 
 
+def _make_target(case: str, out: Path, onnx: Path) -> Path:
+    """The --static argument for `case`, with what the case puts there first."""
+    if case.startswith("ours"):
+        write_static(out, onnx, RUNTIME_DIR)
+    if case == "foreign folder":
+        out.mkdir()
+        (out / "notes.txt").write_text("mine")
+    elif case == "ours, a file added":
+        (out / "CNAME").write_text("digits.example.org")
+    elif case == "ours, a file edited":
+        (out / "index.html").write_text((out / "index.html").read_text() + "<!-- mine -->")
+    elif case == "ours, a folder added":
+        (out / "drafts").mkdir()
+    elif case == "ours, a link added":
+        (out.parent / "elsewhere").mkdir()
+        (out / "photos").symlink_to(out.parent / "elsewhere", target_is_directory=True)
+    elif case in ("a file", "below a file"):
+        out.write_text("mine")
+        return out / "site" if case == "below a file" else out
+    elif case == "the current folder":
+        return Path(".")
+    return out
+
+
 @pytest.mark.parametrize("case", sorted(BAD_INPUT))
 def test_bad_input_is_refused_and_nothing_is_written(mlp_site, tmp_path, case):
     args, message = BAD_INPUT[case]
     (tmp_path / "m.tflite").write_bytes(b"TFL3")
     (tmp_path / "bad.onnx").write_bytes(b"not a protobuf")
-    onnx = str(mlp_site / MODEL_FILE)
+    onnx = mlp_site / MODEL_FILE
     args = [a.format(onnx=onnx, corrupt=tmp_path / "bad.onnx") for a in args]
-    out = tmp_path / "out"
-    if case == "foreign folder":
-        out.mkdir()
-        (out / "notes.txt").write_text("mine")
-    elif case == "a file":
-        out.write_text("mine")
-    elif case == "ours, with a file added":
-        write_static(out, mlp_site / MODEL_FILE, RUNTIME_DIR)
-        (out / "CNAME").write_text("digits.example.org")
-    before = sorted(tmp_path.rglob("*"))
-    result = _static(str(out), *args, cwd=tmp_path)
+    target = _make_target(case, tmp_path / "out", onnx)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    listing = sorted(tmp_path.rglob("*"))
+    result = _static(str(target), *args, cwd=tmp_path)
     assert_clean_failure(result, message)
-    assert sorted(tmp_path.rglob("*")) == before  # nothing written, nothing left behind
-    if case == "foreign folder":
-        assert (out / "notes.txt").read_text() == "mine"
+    # Nothing written, nothing changed, nothing left behind.
+    assert sorted(tmp_path.rglob("*")) == listing
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
 
 
 def test_a_failed_write_keeps_the_folder_there_was(mlp_site, tmp_path, monkeypatch):
@@ -130,11 +153,41 @@ def test_a_failed_write_keeps_the_folder_there_was(mlp_site, tmp_path, monkeypat
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(Path, "write_bytes", fail)
+    monkeypatch.setattr(static_site, "write_bytes", lambda path, content: fail(path, content))
     with pytest.raises(RunError, match="No space left on device"):
         write_static(out, mlp_site / MODEL_FILE, RUNTIME_DIR)
     monkeypatch.undo()
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     assert [p.name for p in tmp_path.iterdir()] == ["site"]
+
+
+@pytest.mark.parametrize("failing", [(2,), (2, 3)])
+def test_a_failed_rename_puts_the_old_folder_back_or_says_where_it_is(
+    mlp_site, tmp_path, monkeypatch, failing
+):
+    """The renames: the old folder aside (1), the new one in place (2), the old one back (3)."""
+    out = tmp_path / "site"
+    write_static(out, mlp_site / MODEL_FILE, RUNTIME_DIR)
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    calls, real_rename = [], os.rename
+
+    def rename(source, target):
+        calls.append(source)
+        if len(calls) in failing:
+            raise OSError(5, "Input/output error")
+        real_rename(source, target)
+
+    monkeypatch.setattr(static_site.os, "rename", rename)
+    with pytest.raises(RunError) as error:
+        write_static(out, mlp_site / MODEL_FILE, RUNTIME_DIR)
+    monkeypatch.undo()
+    if failing == (2,):
+        kept = out
+    else:  # the old folder stays where it was moved, and the error says where
+        kept = next(p for p in tmp_path.iterdir() if ".old-" in p.name)
+        assert str(kept) in str(error.value)
+    assert {p.relative_to(kept): p.read_bytes() for p in kept.rglob("*") if p.is_file()} == before
+    assert [p.name for p in tmp_path.iterdir()] == [kept.name]  # no temporary left
 
 
 def _pictures(real_mnist) -> list[np.ndarray]:

@@ -39,15 +39,17 @@ function fromServer() {
 
 function inBrowser({ model, input, output }) {
   const session = loadModel(model);
-  async function predict(image) {
-    const feeds = { [input]: new ort.Tensor("uint8", image, [1, 28, 28]) };
-    const result = await (await session).run(feeds);
+  // The model first: when it (or the page's scripts) could not load, each answer is that line.
+  async function predict(read) {
+    const runner = await session;
+    const image = mnist.toMnist(mnist.grayOf(await read()));
+    const result = await runner.run({ [input]: new ort.Tensor("uint8", image, [1, 28, 28]) });
     return { image, probabilities: Array.from(result[output].data) };
   }
   return {
     ready: session,
-    drawing: async (pixels) => predict(mnist.toMnist(mnist.grayOf(pixels))),
-    picture: async (file) => predict(mnist.toMnist(mnist.grayOf(await decodePicture(file)))),
+    drawing: (pixels) => predict(() => pixels),
+    picture: (file) => predict(() => decodePicture(file)),
   };
 }
 
