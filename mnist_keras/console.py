@@ -209,11 +209,10 @@ def print_exports(exports: Sequence) -> None:
 
 def print_static_site(site: StaticSite) -> None:
     """What `demo --static` wrote (static_site.StaticSite), and how to look at it."""
-    runtime = sum(size for name, size in site.files.items() if "/ort" in name)
     console.print(
         f"[bold]static page[/] in {escape(str(site.path))}: {site.size / 1e6:.1f} MB "
-        f"(the model {site.files['model.onnx'] / 1e6:.1f} MB, {site.runtime} "
-        f"{runtime / 1e6:.1f} MB)",
+        f"(the model {site.model_size / 1e6:.1f} MB, {site.runtime} "
+        f"{site.runtime_size / 1e6:.1f} MB)",
         soft_wrap=True,
         highlight=False,
     )

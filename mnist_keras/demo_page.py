@@ -25,9 +25,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from mnist_keras.contract import MODEL_NAME
+from mnist_keras.demo import Backend, create_app
 from mnist_keras.errors import RunError
 from mnist_keras.handwriting import Point
 from mnist_keras.runs import write_bytes
+from mnist_keras.runtimes import Classifier, version_of
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")  # the Makefile exports it
 # Headless in a container: no sandbox, no GPU, nothing that phones home.
@@ -75,6 +78,12 @@ class Server:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+
+
+def served(classifier: Classifier) -> Server:
+    """The demo over a loaded export, as `python -m mnist_keras.demo` serves it."""
+    backend = Backend(MODEL_NAME, classifier=classifier, version=version_of(classifier.path))
+    return Server(create_app(backend))
 
 
 class StaticServer:

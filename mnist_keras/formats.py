@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from mnist_keras.contract import INPUT_NAME, SIGNATURE
+from mnist_keras.contract import INPUT_NAME
 from mnist_keras.errors import ConfigError
 from mnist_keras.quiet import native_stderr
 
@@ -90,13 +90,12 @@ def to_onnx(signature: Any) -> bytes:
     return proto.SerializeToString()
 
 
-def saved_model_to_onnx(saved_model: Path) -> bytes:
-    """A written SavedModel's serving signature as ONNX, as `to_onnx` converts a model's own:
-    the static page runs an export that has no `.onnx` beside it."""
+def signature_to_onnx(serve: Any) -> bytes:
+    """A loaded SavedModel's serving signature (`runtimes.SavedModelClassifier.serving`) as ONNX,
+    as `to_onnx` converts a model's own: the static page runs an export with no `.onnx` beside
+    it. The caller keeps the loaded SavedModel alive: the signature reads its variables."""
     import tensorflow as tf
 
-    loaded = tf.saved_model.load(str(saved_model))  # held: the signature reads its variables
-    serve = loaded.signatures[SIGNATURE]
     spec = serve.structured_input_signature[1][INPUT_NAME]
 
     @tf.function(input_signature=[tf.TensorSpec(spec.shape, spec.dtype, name=INPUT_NAME)])

@@ -85,7 +85,8 @@ class SavedModelClassifier:
     def __init__(self, model_dir: Path) -> None:
         self.path = resolve_model_dir(model_dir)
         try:
-            signatures = tf.saved_model.load(str(self.path)).signatures
+            self._loaded = tf.saved_model.load(str(self.path))  # its signatures read its variables
+            signatures = self._loaded.signatures
         except (OSError, ValueError, tf.errors.OpError) as exc:
             raise ModelError(f"--model {self.path}: not a loadable SavedModel ({exc})") from exc
         signature = signatures.get(SIGNATURE)
@@ -101,6 +102,11 @@ class SavedModelClassifier:
     def __call__(self, images: np.ndarray) -> np.ndarray:
         outputs = self._serve(**{INPUT_NAME: tf.constant(images, tf.uint8)})
         return outputs[OUTPUT_PROBABILITIES].numpy()
+
+    @property
+    def serving(self):
+        """The `serving_default` signature itself (for `formats.signature_to_onnx`)."""
+        return self._serve
 
     @property
     def signatures(self) -> tuple[str, ...]:

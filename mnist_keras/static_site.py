@@ -27,7 +27,7 @@ from pathlib import Path
 
 from mnist_keras.contract import INPUT_NAME, OUTPUT_PROBABILITIES
 from mnist_keras.errors import ConfigError, ModelError, RunError, first_line
-from mnist_keras.formats import ONNX, check_formats, saved_model_to_onnx
+from mnist_keras.formats import ONNX, check_formats, signature_to_onnx
 from mnist_keras.runs import current_umask, write_bytes
 from mnist_keras.runtimes import SavedModelClassifier, load_classifier
 
@@ -55,6 +55,14 @@ class StaticSite:
     @property
     def size(self) -> int:
         return sum(self.files.values())
+
+    @property
+    def model_size(self) -> int:
+        return self.files[MODEL_FILE]
+
+    @property
+    def runtime_size(self) -> int:
+        return sum(self.files[f"static/{name}"] for name in RUNTIME_FILES)
 
 
 def write_static(out: Path, model: Path, runtime_dir: Path = DEFAULT_RUNTIME_DIR) -> StaticSite:
@@ -156,13 +164,13 @@ def onnx_export(model: Path) -> tuple[Path, bytes]:
         )
     if model.suffix == ".onnx":
         return model, load_classifier(model).path.read_bytes()
-    saved_model = SavedModelClassifier(model).path
+    classifier = SavedModelClassifier(model)
     check_formats((ONNX,), "--static")
     try:
-        return saved_model, saved_model_to_onnx(saved_model)
+        return classifier.path, signature_to_onnx(classifier.serving)
     except Exception as exc:  # tf2onnx raises its own types, and sometimes bare ones
         raise ModelError(
-            f"--model {saved_model}: converting to ONNX failed ({first_line(exc)})"
+            f"--model {classifier.path}: converting to ONNX failed ({first_line(exc)})"
         ) from exc
 
 

@@ -21,8 +21,6 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 
 from mnist_keras import console, demo_page
-from mnist_keras.contract import MODEL_NAME
-from mnist_keras.demo import Backend, create_app
 from mnist_keras.errors import ConfigError, RunError, first_line
 from mnist_keras.handwriting import pen_path
 from mnist_keras.predict import add_model_flag
@@ -75,8 +73,7 @@ def screenshot(
 
 def served(classifier: Classifier) -> demo_page.Server:
     console.print_line(f"model: {classifier.path}")
-    backend = Backend(MODEL_NAME, classifier=classifier, version=classifier.path.name)
-    return demo_page.Server(create_app(backend))
+    return demo_page.served(classifier)
 
 
 def static(model: Path, tmp: Path) -> demo_page.StaticServer:

@@ -26,13 +26,11 @@ from typing import Any
 import numpy as np
 
 from mnist_keras import console, demo_page
-from mnist_keras.contract import MODEL_NAME
-from mnist_keras.demo import Backend, create_app
 from mnist_keras.errors import RunError
 from mnist_keras.handwriting import pen_path
 from mnist_keras.predict import add_model_flag
 from mnist_keras.runs import DEFAULT_RUNS_DIR, newest_export
-from mnist_keras.runtimes import load_classifier, version_of
+from mnist_keras.runtimes import load_classifier
 from mnist_keras.static_site import DEFAULT_RUNTIME_DIR, write_static
 
 # Milliseconds from the navigation to a mark, and between the last two marks of a drawing.
@@ -84,11 +82,9 @@ def measure(url: str, loads: int, drawings: int) -> dict[str, float]:
 
 def servers(model: Path, folder: Path, runtime_dir: Path) -> dict[str, AbstractContextManager]:
     """The served demo over `model`, and its static folder written to `folder`."""
-    classifier = load_classifier(model)
-    backend = Backend(MODEL_NAME, classifier=classifier, version=version_of(classifier.path))
     site = write_static(folder, model, runtime_dir)
     return {
-        "served": demo_page.Server(create_app(backend)),
+        "served": demo_page.served(load_classifier(model)),
         "static": demo_page.StaticServer(site.path),
     }
 

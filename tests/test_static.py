@@ -152,8 +152,7 @@ def test_a_failed_write_keeps_the_folder_there_was(mlp_site, tmp_path, monkeypat
     def fail(self, content):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(Path, "write_bytes", fail)
-    monkeypatch.setattr(static_site, "write_bytes", lambda path, content: fail(path, content))
+    monkeypatch.setattr(static_site, "write_bytes", fail)
     with pytest.raises(RunError, match="No space left on device"):
         write_static(out, mlp_site / MODEL_FILE, RUNTIME_DIR)
     monkeypatch.undo()
